@@ -1,0 +1,182 @@
+"""The pipeline the notebooks share: data, split, segments, text features, model.
+
+Every notebook starts from the same :class:`CourseSettings` (its parameters
+cell), calls :func:`prepare`, and gets the same split and features for the
+same seed. :func:`train_or_load` lets later notebooks reuse the model that
+``04_training`` saved, and retrains when the settings differ.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from tailrec.checkpoint import load_checkpoint, save_checkpoint
+from tailrec.data import InteractionData, load_movielens, subsample_users
+from tailrec.device import best_device
+from tailrec.encoder import DEFAULT_ENCODER, TextEncoder
+from tailrec.model import BilinearModel, ModelConfig
+from tailrec.segments import segment_users
+from tailrec.splits import Split, make_split
+from tailrec.text import item_texts, user_texts
+from tailrec.training import TrainConfig, TrainHistory, train
+
+logger = logging.getLogger(__name__)
+
+SMALL_N_USERS = 150
+SMALL_MAX_EPOCHS = 4
+
+
+@dataclass
+class CourseSettings:
+    """Everything that determines a course run's numbers.
+
+    ``small`` keeps ``SMALL_N_USERS`` random users and at most
+    ``SMALL_MAX_EPOCHS`` epochs, for a run of a minute or two.
+    """
+
+    data_dir: str | None = None
+    seed: int = 42
+    epochs: int = 30
+    small: bool = False
+    split: str = "temporal"
+    encoder: str = DEFAULT_ENCODER
+    dim: int = 64
+    max_titles: int = 30
+    k: int = 10
+
+    def resolved(self) -> CourseSettings:
+        """The settings actually used, with small mode applied."""
+        if self.small:
+            return replace(self, epochs=min(self.epochs, SMALL_MAX_EPOCHS))
+        return self
+
+    def model_config(self) -> ModelConfig:
+        return ModelConfig(dim=self.dim)
+
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(epochs=self.epochs, seed=self.seed, eval_k=self.k, progress=False)
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The settings that change the trained model (the data folder does not)."""
+        values = asdict(self.resolved())
+        values.pop("data_dir")
+        return values
+
+
+@dataclass
+class CourseData:
+    """What :func:`prepare` builds: data, split, segments and text features.
+
+    ``item_features`` and ``user_features`` are float32 arrays of shape
+    (n_items, F) and (n_users, F); user texts use training interactions only.
+    """
+
+    data: InteractionData
+    split: Split
+    segments: pd.Series
+    item_texts: list[str]
+    user_texts: list[str]
+    item_features: np.ndarray
+    user_features: np.ndarray
+
+
+def prepare(settings: CourseSettings, encoder: TextEncoder | None = None) -> CourseData:
+    """Load the data, split it, label segments and encode the texts."""
+    settings = settings.resolved()
+    data = load_movielens(settings.data_dir)
+    if settings.small:
+        data = subsample_users(data, SMALL_N_USERS, settings.seed)
+    split = make_split(settings.split, data.interactions, seed=settings.seed)
+    segments = segment_users(split.train, data.n_users)
+    encoder = encoder or TextEncoder(settings.encoder)
+    items_text = item_texts(data.items)
+    users_text = user_texts(data.users, data.items, split.train, max_titles=settings.max_titles)
+    return CourseData(
+        data=data,
+        split=split,
+        segments=segments,
+        item_texts=items_text,
+        user_texts=users_text,
+        item_features=encoder.encode(items_text),
+        user_features=encoder.encode(users_text),
+    )
+
+
+def build_model(course: CourseData, settings: CourseSettings) -> BilinearModel:
+    """A freshly initialised model for ``course``, seeded by ``settings.seed``."""
+    generator = torch.Generator().manual_seed(settings.seed)
+    return BilinearModel(
+        course.data.n_users,
+        course.data.n_items,
+        user_features=torch.from_numpy(course.user_features),
+        item_features=torch.from_numpy(course.item_features),
+        config=settings.model_config(),
+        generator=generator,
+    )
+
+
+def fit(course: CourseData, settings: CourseSettings) -> tuple[BilinearModel, TrainHistory]:
+    """Build and train a model on the course's training split."""
+    settings = settings.resolved()
+    model = build_model(course, settings)
+    history = train(
+        model, course.split.train, course.split.validation, settings.train_config(), best_device()
+    )
+    return model.cpu().eval(), history
+
+
+def save_course_model(
+    model: BilinearModel, history: TrainHistory, settings: CourseSettings, path: str | Path
+) -> Path:
+    """Save a course model with its settings fingerprint and training history."""
+    return save_checkpoint(
+        model, path, {"course": settings.fingerprint(), "history": history.to_dict()}
+    )
+
+
+def train_or_load(
+    course: CourseData, settings: CourseSettings, path: str | Path
+) -> tuple[BilinearModel, TrainHistory]:
+    """Load the checkpoint at ``path`` if it was trained with the same settings, else train.
+
+    A checkpoint trained with other settings is not overwritten silently: the
+    new model is trained and saved in its place only after a log message says so.
+    """
+    path = Path(path)
+    if path.is_file():
+        model, saved = load_checkpoint(path)
+        if saved.get("course") == json.loads(json.dumps(settings.fingerprint())):
+            logger.info("Reusing the model saved at %s", path)
+            return model, TrainHistory(**saved["history"])
+        logger.info("The model at %s was trained with other settings; training a new one", path)
+    model, history = fit(course, settings)
+    save_course_model(model, history, settings, path)
+    return model, history
+
+
+def write_figures(figures: dict[str, Any], path: str | Path) -> Path:
+    """Write a notebook's key figures as JSON (numbers rounded to 6 decimals)."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): plain(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [plain(v) for v in value]
+        if isinstance(value, (np.integer,)):
+            return int(value)
+        if isinstance(value, (float, np.floating)):
+            return round(float(value), 6)
+        return value
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(plain(figures), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return path

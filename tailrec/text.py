@@ -1,0 +1,118 @@
+"""Plain-text descriptions of items and users, the input of the text encoder.
+
+Items are described by title, year and genres; users by an age band, gender,
+occupation, the region of their zip code, and the titles they rated in the
+training data (never the validation or test data, which would leak answers).
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+AGE_BANDS = (
+    (18, "under 18"),
+    (25, "18 to 24"),
+    (35, "25 to 34"),
+    (45, "35 to 44"),
+    (50, "45 to 49"),
+    (56, "50 to 55"),
+)
+OLDEST_BAND = "56 or older"
+
+# First digit of a US ZIP code -> the region it covers (USPS national areas).
+ZIP_REGIONS = {
+    "0": "New England and New Jersey",
+    "1": "New York and Pennsylvania",
+    "2": "the Mid-Atlantic and the Carolinas",
+    "3": "the Southeast",
+    "4": "the Great Lakes and Kentucky",
+    "5": "the Upper Midwest",
+    "6": "the Central Plains",
+    "7": "Texas and the South Central states",
+    "8": "the Mountain West",
+    "9": "the Pacific coast",
+}
+
+GENDERS = {"M": "man", "F": "woman"}
+
+
+def item_text(title: str, year: float, genres: str) -> str:
+    """One item as text, e.g. ``"Toy Story (1995). Genres: Animation, Children's, Comedy."``."""
+    title = title.strip() or "Untitled film"
+    parts = [title if pd.isna(year) else f"{title} ({int(year)})"]
+    if genres:
+        parts.append("Genres: " + ", ".join(genres.split("|")))
+    return ". ".join(parts) + "."
+
+
+def item_texts(items: pd.DataFrame) -> list[str]:
+    """Texts of every item, in ``item_index`` order."""
+    ordered = items.sort_values("item_index")
+    return [
+        item_text(title, year, genres)
+        for title, year, genres in zip(
+            ordered["title"], ordered["year"], ordered["genres"], strict=True
+        )
+    ]
+
+
+def age_band(age: int) -> str:
+    for upper, label in AGE_BANDS:
+        if age < upper:
+            return label
+    return OLDEST_BAND
+
+
+def zip_region(zip_code: str) -> str:
+    """The US region of a ZIP code, or a plain description when it is not a US ZIP."""
+    zip_code = str(zip_code).strip()
+    if len(zip_code) == 5 and zip_code.isdigit():
+        return ZIP_REGIONS[zip_code[0]]
+    if zip_code[:1].isalpha():
+        return "outside the US (a Canadian-style postal code)"
+    return "an unknown region"
+
+
+def profile_text(age: int, gender: str, occupation: str, zip_code: str) -> str:
+    """A user's demographic profile as one sentence."""
+    who = GENDERS.get(str(gender).upper(), "person")
+    return (
+        f"A {who} aged {age_band(int(age))}, occupation {occupation}, "
+        f"living in {zip_region(zip_code)}."
+    )
+
+
+def user_texts(
+    users: pd.DataFrame,
+    items: pd.DataFrame,
+    history: pd.DataFrame | None,
+    max_titles: int = 30,
+) -> list[str]:
+    """Texts of every user, in ``user_index`` order: profile plus recent titles.
+
+    Parameters
+    ----------
+    users, items : pandas.DataFrame
+        The tables of :class:`tailrec.data.InteractionData`.
+    history : pandas.DataFrame or None
+        Interactions the description may use, normally the training split.
+        ``None`` describes users by their profile only.
+    max_titles : int
+        Keep at most this many titles per user, the most recent first.
+    """
+    titles = items.set_index("item_index")["title"]
+    recent: dict[int, list[str]] = {}
+    if history is not None and len(history):
+        ordered = history.sort_values(
+            ["user_index", "timestamp", "item_index"], ascending=[True, False, True]
+        )
+        for user, group in ordered.groupby("user_index", sort=False):
+            recent[int(user)] = titles.loc[group["item_index"].to_numpy()[:max_titles]].tolist()
+    texts = []
+    for row in users.sort_values("user_index").itertuples(index=False):
+        text = profile_text(row.age, row.gender, row.occupation, row.zip_code)
+        watched = recent.get(int(row.user_index))
+        if watched:
+            text += " Recently rated: " + "; ".join(watched) + "."
+        texts.append(text)
+    return texts

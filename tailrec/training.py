@@ -1,0 +1,207 @@
+"""Training: binary cross-entropy against sampled negatives, Adam, early stopping.
+
+Each observed (user, item) pair is a positive (label 1). For each positive,
+``n_negatives`` items the user has not interacted with are drawn uniformly
+(label 0). The loss is the binary cross-entropy of ``sigmoid(z)``. After each
+epoch the model is ranked on the validation set; training stops when the
+validation NDCG@k has not improved for ``patience`` epochs, and the best
+epoch's weights are restored.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from tailrec.evaluation import evaluate_ranking, model_scorer
+from tailrec.model import BilinearModel
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :func:`train`.
+
+    Attributes
+    ----------
+    epochs : int
+        Upper bound on passes over the training positives.
+    batch_size : int
+        Positives per step (each comes with ``n_negatives`` negatives).
+    lr : float
+        Adam learning rate.
+    weight_decay : float
+        Adam's L2 penalty on all trained weights.
+    n_negatives : int
+        Negatives drawn per positive.
+    patience : int
+        Epochs without a better validation NDCG@k before stopping.
+    eval_k : int
+        List length of the validation NDCG.
+    seed : int
+        Seeds the negative sampling and the batch order.
+    progress : bool
+        Show a tqdm bar with the loss.
+    """
+
+    epochs: int = 30
+    batch_size: int = 1024
+    lr: float = 5e-3
+    weight_decay: float = 0.0
+    n_negatives: int = 4
+    patience: int = 3
+    eval_k: int = 10
+    seed: int = 42
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch record of a training run."""
+
+    train_loss: list[float] = field(default_factory=list)
+    validation_ndcg: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    best_epoch: int = 0
+    stopped_early: bool = False
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(
+            {
+                "epoch": np.arange(1, len(self.train_loss) + 1),
+                "train_loss": self.train_loss,
+                "validation_ndcg": self.validation_ndcg,
+            }
+        )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class NegativeSampler:
+    """Draw items a user has not interacted with in training, uniformly and reproducibly."""
+
+    def __init__(self, train: pd.DataFrame, n_items: int, generator: torch.Generator) -> None:
+        self.n_items = n_items
+        self.generator = generator
+        keys = train["user_index"].to_numpy() * n_items + train["item_index"].to_numpy()
+        self.positive_keys = torch.as_tensor(np.unique(keys))
+
+    def sample(self, users: torch.Tensor, n_per_user: int) -> torch.Tensor:
+        """Items of shape (len(users), n_per_user), none of them a training positive."""
+        users = users.repeat_interleave(n_per_user)
+        items = torch.randint(self.n_items, users.shape, generator=self.generator)
+        # Redraw the few that hit a positive; with sparse data this loop runs a handful of times.
+        for _ in range(100):
+            clash = torch.isin(users * self.n_items + items, self.positive_keys)
+            if not clash.any():
+                break
+            items[clash] = torch.randint(
+                self.n_items, (int(clash.sum()),), generator=self.generator
+            )
+        return items.view(-1, n_per_user)
+
+
+def train(
+    model: BilinearModel,
+    train_data: pd.DataFrame,
+    validation: pd.DataFrame,
+    config: TrainConfig | None = None,
+    device: torch.device | str | None = None,
+) -> TrainHistory:
+    """Fit ``model`` in place and return its history; the best epoch's weights are kept.
+
+    Parameters
+    ----------
+    model : BilinearModel
+    train_data : pandas.DataFrame
+        Training interactions (``user_index``, ``item_index``).
+    validation : pandas.DataFrame
+        Held-out interactions for early stopping; never the test set.
+    config : TrainConfig, optional
+    device : torch.device or str, optional
+        Where to train; defaults to the device the model is on. On CUDA the
+        forward pass runs in bfloat16 autocast.
+    """
+    config = config or TrainConfig()
+    device = torch.device(device) if device is not None else model.W.device
+    model.to(device)
+    generator = torch.Generator().manual_seed(config.seed)
+    sampler = NegativeSampler(train_data, model.n_items, generator)
+    users = torch.tensor(train_data["user_index"].to_numpy(), dtype=torch.long)
+    items = torch.tensor(train_data["item_index"].to_numpy(), dtype=torch.long)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    autocast = torch.autocast(
+        device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"
+    )
+
+    history = TrainHistory()
+    best_ndcg, best_state = -math.inf, copy.deepcopy(model.state_dict())
+    bar = tqdm(range(config.epochs), disable=not config.progress, desc="epochs")
+    for epoch in bar:
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(users), generator=generator)
+        total_loss = 0.0
+        for start in range(0, len(order), config.batch_size):
+            # Sample: a batch of positives and n_negatives unobserved items per positive.
+            batch = order[start : start + config.batch_size]
+            batch_users, batch_items = users[batch], items[batch]
+            negatives = sampler.sample(batch_users, config.n_negatives)  # (B, n_neg)
+            pair_users = torch.cat([batch_users, batch_users.repeat_interleave(config.n_negatives)])
+            pair_items = torch.cat([batch_items, negatives.reshape(-1)])
+            labels = torch.cat([torch.ones(len(batch)), torch.zeros(negatives.numel())])
+
+            # Forward: logits z = u W iᵀ + b_i for every pair.
+            with autocast:
+                logits = model(pair_users.to(device), pair_items.to(device))
+
+            # Loss: binary cross-entropy on the logits (numerically stable form).
+            loss = F.binary_cross_entropy_with_logits(logits.float(), labels.to(device))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(
+                    f"The training loss became {loss.item()} at epoch {epoch + 1}; "
+                    "lower the learning rate (TrainConfig.lr)."
+                )
+
+            # Backward and step.
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(batch)
+
+        # Evaluate: rank the validation items, excluding what the user saw in training.
+        per_user = evaluate_ranking(
+            model_scorer(model), validation, [train_data], model.n_items, config.eval_k
+        )
+        ndcg = float(per_user["ndcg"].mean())
+        history.train_loss.append(total_loss / len(users))
+        history.validation_ndcg.append(ndcg)
+        history.seconds.append(time.perf_counter() - started)
+        bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", val_ndcg=f"{ndcg:.4f}")
+        logger.info(
+            "epoch %d: loss %.4f, validation NDCG %.4f", epoch + 1, history.train_loss[-1], ndcg
+        )
+
+        if ndcg > best_ndcg:
+            best_ndcg, history.best_epoch = ndcg, epoch + 1
+            best_state = copy.deepcopy(model.state_dict())
+        elif epoch + 1 - history.best_epoch >= config.patience:
+            history.stopped_early = True
+            break
+    bar.close()
+    model.load_state_dict(best_state)
+    return history
