@@ -9,14 +9,12 @@ written beside it as JSON, for people to read.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import torch
 
+from tailrec.files import atomic_write
 from tailrec.model import BilinearModel, ModelConfig
 
 CHECKPOINT_FORMAT = "tailrec-bilinear"
@@ -37,7 +35,11 @@ def save_checkpoint(
     interrupted save never leaves a truncated checkpoint under the final name.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".json":
+        raise ValueError(
+            f"{path} ends in .json, the name of the settings file written beside a checkpoint; "
+            "choose another name, e.g. model.pt."
+        )
     settings = dict(settings or {})
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -48,18 +50,12 @@ def save_checkpoint(
         "settings_json": json.dumps(settings, sort_keys=True),
         "state_dict": {name: t.detach().cpu() for name, t in model.state_dict().items()},
     }
-    _atomic_write(path, lambda handle: torch.save(payload, handle))
+    atomic_write(path, lambda handle: torch.save(payload, handle))
     text = json.dumps(
         {"model_config": model.config.to_dict(), **settings}, indent=2, sort_keys=True
     )
-    _atomic_write(settings_path(path), lambda handle: handle.write(text.encode()))
+    atomic_write(settings_path(path), lambda handle: handle.write(text.encode()))
     return path
-
-
-def _atomic_write(path: Path, write: Callable[[IO[bytes]], object]) -> None:
-    with tempfile.NamedTemporaryFile(dir=path.parent, prefix=f".{path.name}.", delete=False) as tmp:
-        write(tmp)
-    os.replace(tmp.name, path)
 
 
 def load_checkpoint(
@@ -89,13 +85,20 @@ def load_checkpoint(
             f"{path} was written by checkpoint format version {payload.get('version')}, and this "
             f"tailrec reads version {CHECKPOINT_VERSION}; retrain the model with this version."
         )
-    state = payload["state_dict"]
-    model = BilinearModel(
-        payload["n_users"],
-        payload["n_items"],
-        user_features=state.get("user_features"),
-        item_features=state.get("item_features"),
-        config=ModelConfig(**payload["model_config"]),
-    )
-    model.load_state_dict(state)
-    return model.to(device).eval(), json.loads(payload["settings_json"])
+    try:
+        state = payload["state_dict"]
+        model = BilinearModel(
+            payload["n_users"],
+            payload["n_items"],
+            user_features=state.get("user_features"),
+            item_features=state.get("item_features"),
+            config=ModelConfig(**payload["model_config"]),
+        )
+        model.load_state_dict(state)
+        settings = json.loads(payload["settings_json"])
+    except (KeyError, TypeError, AttributeError, RuntimeError, json.JSONDecodeError) as error:
+        raise ValueError(
+            f"{path} is a damaged tailrec checkpoint ({type(error).__name__}: {error}); "
+            "train the model again to recreate it."
+        ) from error
+    return model.to(device).eval(), settings

@@ -8,6 +8,7 @@ same seed. :func:`train_or_load` lets later notebooks reuse the model that
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from dataclasses import asdict, dataclass, replace
@@ -49,6 +50,7 @@ class CourseSettings:
     split: str = "temporal"
     encoder: str = DEFAULT_ENCODER
     dim: int = 64
+    use_text: bool = True
     max_titles: int = 30
     k: int = 10
 
@@ -59,7 +61,7 @@ class CourseSettings:
         return self
 
     def model_config(self) -> ModelConfig:
-        return ModelConfig(dim=self.dim)
+        return ModelConfig(dim=self.dim, use_text=self.use_text)
 
     def train_config(self) -> TrainConfig:
         return TrainConfig(epochs=self.epochs, seed=self.seed, eval_k=self.k, progress=False)
@@ -88,14 +90,20 @@ class CourseData:
     user_features: np.ndarray
 
 
-def prepare(settings: CourseSettings, encoder: TextEncoder | None = None) -> CourseData:
-    """Load the data, split it, label segments and encode the texts."""
+def load_split(settings: CourseSettings) -> tuple[InteractionData, Split, pd.Series]:
+    """Load the data (a subsample in small mode), split it and label user segments."""
     settings = settings.resolved()
     data = load_movielens(settings.data_dir)
     if settings.small:
         data = subsample_users(data, SMALL_N_USERS, settings.seed)
     split = make_split(settings.split, data.interactions, seed=settings.seed)
-    segments = segment_users(split.train, data.n_users)
+    return data, split, segment_users(split.train, data.n_users)
+
+
+def prepare(settings: CourseSettings, encoder: TextEncoder | None = None) -> CourseData:
+    """Load and split the data, label segments and encode the texts."""
+    settings = settings.resolved()
+    data, split, segments = load_split(settings)
     encoder = encoder or TextEncoder(settings.encoder)
     items_text = item_texts(data.items)
     users_text = user_texts(data.users, data.items, split.train, max_titles=settings.max_titles)
@@ -133,13 +141,26 @@ def fit(course: CourseData, settings: CourseSettings) -> tuple[BilinearModel, Tr
     return model.cpu().eval(), history
 
 
+def course_fingerprint(course: CourseData, settings: CourseSettings) -> dict[str, Any]:
+    """Settings plus a digest of the data and text features a model was trained on."""
+    digest = hashlib.sha256()
+    for part in (course.user_features, course.item_features):
+        digest.update(np.ascontiguousarray(part).tobytes())
+    for frame in (course.split.train, course.split.validation):
+        digest.update(frame[["user_index", "item_index"]].to_numpy().tobytes())
+    return {**settings.fingerprint(), "inputs_sha256": digest.hexdigest()}
+
+
 def save_course_model(
-    model: BilinearModel, history: TrainHistory, settings: CourseSettings, path: str | Path
+    model: BilinearModel,
+    history: TrainHistory,
+    course: CourseData,
+    settings: CourseSettings,
+    path: str | Path,
 ) -> Path:
-    """Save a course model with its settings fingerprint and training history."""
-    return save_checkpoint(
-        model, path, {"course": settings.fingerprint(), "history": history.to_dict()}
-    )
+    """Save a course model with the fingerprint of its inputs and its training history."""
+    fingerprint = course_fingerprint(course, settings)
+    return save_checkpoint(model, path, {"course": fingerprint, "history": history.to_dict()})
 
 
 def train_or_load(
@@ -153,12 +174,12 @@ def train_or_load(
     path = Path(path)
     if path.is_file():
         model, saved = load_checkpoint(path)
-        if saved.get("course") == json.loads(json.dumps(settings.fingerprint())):
+        if saved.get("course") == json.loads(json.dumps(course_fingerprint(course, settings))):
             logger.info("Reusing the model saved at %s", path)
             return model, TrainHistory(**saved["history"])
         logger.info("The model at %s was trained with other settings; training a new one", path)
     model, history = fit(course, settings)
-    save_course_model(model, history, settings, path)
+    save_course_model(model, history, course, settings, path)
     return model, history
 
 

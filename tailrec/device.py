@@ -22,11 +22,10 @@ def environment_report() -> dict[str, str]:
     import tailrec
 
     device = best_device()
-    name = (
-        torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or "cpu"
-    )
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = f"{torch.get_num_threads()} threads"
     return {
         "python": platform.python_version(),
         "tailrec": tailrec.__version__,

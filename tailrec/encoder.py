@@ -12,7 +12,6 @@ import contextlib
 import hashlib
 import logging
 import os
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from tailrec.device import best_device
+from tailrec.files import atomic_write
 
 logger = logging.getLogger(__name__)
 
@@ -91,14 +91,9 @@ class EmbeddingCache:
         self._write()
 
     def _write(self) -> None:
-        # Write to a temporary file and rename, so an interrupted run never
-        # leaves a half-written cache behind.
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         keys = np.array(list(self._vectors), dtype=str)
         vectors = np.stack(list(self._vectors.values())).astype(np.float32)
-        with tempfile.NamedTemporaryFile(dir=self.path.parent, suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, keys=keys, vectors=vectors)
-        os.replace(tmp.name, self.path)
+        atomic_write(self.path, lambda handle: np.savez(handle, keys=keys, vectors=vectors))
 
     def __len__(self) -> int:
         return len(self._vectors)

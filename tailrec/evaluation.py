@@ -32,6 +32,64 @@ def model_scorer(model: BilinearModel) -> Scorer:
     return score
 
 
+def text_user_scorer(model: BilinearModel, user_features: np.ndarray) -> Scorer:
+    """Score users as if the model had never seen their IDs: text features only.
+
+    ``user_features`` (n_users, F) holds the text features to use for each user
+    index, e.g. profile-only texts to simulate brand-new users.
+    """
+    features = torch.as_tensor(user_features, dtype=torch.float32)
+
+    def score(users: np.ndarray) -> np.ndarray:
+        model.eval()
+        with torch.no_grad():
+            user_vecs = model.user_vectors_from_text(features[torch.as_tensor(users)])
+            return model.score_all(user_vecs=user_vecs).float().cpu().numpy()
+
+    return score
+
+
+def text_item_scorer(model: BilinearModel) -> Scorer:
+    """Score every item from its text features alone, as if none had been seen in training.
+
+    The ID embedding and the learned item bias are left out, since a new item has neither.
+    """
+
+    def score(users: np.ndarray) -> np.ndarray:
+        model.eval()
+        with torch.no_grad():
+            item_vecs = model.item_vectors_from_text(model.item_features)
+            user_vecs = model.user_vectors(torch.as_tensor(users, device=model.W.device))
+            return model.score_vectors(user_vecs, item_vecs).float().cpu().numpy()
+
+    return score
+
+
+def tie_break_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """A fixed pseudo-random key per (user, item) pair that orders tied scores.
+
+    Ordering ties by item index would always favour low ids (in MovieLens, the
+    oldest catalogue entries); a hash of the pair is fair, and the same on
+    every run and machine.
+    """
+    x = (users.astype(np.uint64) << np.uint64(32)) ^ items.astype(np.uint64)
+    # The splitmix64 finaliser: every input bit affects every output bit.
+    with np.errstate(over="ignore"):
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _best_k(scores: np.ndarray, user: int, k: int) -> np.ndarray:
+    """The k best items of one row: highest score first, ties by :func:`tie_break_keys`."""
+    # Every item that could be among the k best: scores at or above the k-th best.
+    kth = np.partition(scores, len(scores) - k)[len(scores) - k]
+    candidates = np.flatnonzero(scores >= kth)
+    keys = tie_break_keys(np.full(len(candidates), user), candidates)
+    order = np.lexsort((keys, -scores[candidates]))
+    return candidates[order[:k]]
+
+
 def top_k_items(
     scorer: Scorer,
     users: np.ndarray,
@@ -46,7 +104,7 @@ def top_k_items(
     scorer : Scorer
     users : numpy.ndarray of int64, shape (U,)
     k : int
-        List length; at most the number of items.
+        List length, from 1 to the number of items.
     seen : sequence of pandas.DataFrame
         Interactions (``user_index``, ``item_index``) to exclude from the lists,
         normally the training (and, for the test set, validation) data.
@@ -56,7 +114,10 @@ def top_k_items(
     Returns
     -------
     numpy.ndarray of int64, shape (U, k)
-        Item indices, best first. Equal scores are ordered by item index.
+        Item indices, best first. Equal scores are ordered by a fixed hash of
+        (user, item) (:func:`tie_break_keys`), never by item index. A user with
+        fewer than ``k`` unseen items gets seen items (score ``-inf``) at the end
+        of the list.
     """
     users = np.asarray(users, dtype=np.int64)
     seen_pairs = pd.concat([s[["user_index", "item_index"]] for s in seen]) if seen else None
@@ -64,19 +125,16 @@ def top_k_items(
     for start in range(0, len(users), chunk_size):
         chunk = users[start : start + chunk_size]
         scores = np.array(scorer(chunk), dtype=np.float64, copy=True)  # (B, n_items)
-        if k > scores.shape[1]:
-            raise ValueError(f"k={k} is larger than the catalogue of {scores.shape[1]} items.")
+        if not 1 <= k <= scores.shape[1]:
+            raise ValueError(f"k must be between 1 and the {scores.shape[1]} items; got {k}.")
         if seen_pairs is not None:
             row_of_user = pd.Series(np.arange(len(chunk)), index=chunk)
             mine = seen_pairs[seen_pairs["user_index"].isin(chunk)]
-            scores[
-                row_of_user.loc[mine["user_index"]].to_numpy(), mine["item_index"].to_numpy()
-            ] = -np.inf
-        # argpartition finds the k best in linear time; a stable sort then orders them.
-        candidates = np.argpartition(-scores, k - 1, axis=1)[:, :k]
-        candidate_scores = np.take_along_axis(scores, candidates, axis=1)
-        order = np.lexsort((candidates, -candidate_scores), axis=1)
-        out.append(np.take_along_axis(candidates, order, axis=1))
+            rows = row_of_user.loc[mine["user_index"]].to_numpy()
+            scores[rows, mine["item_index"].to_numpy()] = -np.inf
+        out.append(
+            np.stack([_best_k(row, int(u), k) for u, row in zip(chunk, scores, strict=True)])
+        )
     return np.concatenate(out) if out else np.zeros((0, k), dtype=np.int64)
 
 
@@ -128,6 +186,13 @@ def sample_negative_pairs(
         )
     )
     users = positives["user_index"].to_numpy()
+    known_per_user = np.bincount(known_keys // n_items)
+    full = np.flatnonzero(known_per_user >= n_items)
+    if np.isin(users, full).any():
+        raise ValueError(
+            f"{len(full)} users have interacted with every item, so no negative item can be "
+            "drawn for them; leave those users out of the evaluation."
+        )
     items = rng.integers(0, n_items, size=len(users))
     clash = np.isin(users * n_items + items, known_keys)
     while clash.any():

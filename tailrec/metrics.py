@@ -73,6 +73,8 @@ def ranking_metrics(
         ``n_relevant`` and one column per metric.
     """
     k = top_items.shape[1]
+    # A pair listed twice is still one relevant item.
+    relevant = relevant[["user_index", "item_index"]].drop_duplicates()
     n_relevant_all = np.bincount(
         relevant["user_index"].to_numpy(), minlength=int(users.max(initial=0)) + 1
     )
@@ -131,11 +133,14 @@ def best_threshold(positive_scores: np.ndarray, negative_scores: np.ndarray) -> 
     labels = np.concatenate([np.ones(len(positive_scores)), np.zeros(len(negative_scores))])
     order = np.argsort(-scores, kind="stable")
     scores, labels = scores[order], labels[order]
-    # Predicting positive for the top j scores: correct = positives in top j + negatives below.
+    # Calling the top j + 1 scores positive: correct = positives among them + negatives below.
     correct = np.cumsum(labels) + (len(negative_scores) - np.cumsum(1 - labels))
     distinct = np.append(scores[1:] != scores[:-1], True)  # only cut between distinct scores
     correct = np.where(distinct, correct, -1)
     j = int(np.argmax(correct))
+    if correct[j] <= len(negative_scores):
+        # Calling nothing positive is at least as accurate: put the threshold above every score.
+        return float(scores[0] + 1.0)
     if j + 1 >= len(scores):
         return float(scores[-1] - 1.0)
     return float((scores[j] + scores[j + 1]) / 2)

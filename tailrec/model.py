@@ -154,18 +154,26 @@ class BilinearModel(nn.Module):
             z = z + self.item_bias[items]
         return z
 
-    def score_all(self, users: torch.Tensor, user_vecs: torch.Tensor | None = None) -> torch.Tensor:
+    def score_all(
+        self, users: torch.Tensor | None = None, user_vecs: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Logits of every item for each user: (B,) -> (B, n_items).
 
         ``user_vecs`` (B, dim) replaces the lookup, for users built from text.
         """
         if user_vecs is None:
+            if users is None:
+                raise ValueError("Pass user indices or user vectors to score_all.")
             user_vecs = self.user_vectors(users)
-        # (B, d) @ (d, d) @ (d, n_items) -> (B, n_items)
-        z = user_vecs @ self.W @ self.item_vectors().T
+        z = self.score_vectors(user_vecs, self.item_vectors())
         if self.config.item_bias:
             z = z + self.item_bias
         return z
+
+    def score_vectors(self, user_vecs: torch.Tensor, item_vecs: torch.Tensor) -> torch.Tensor:
+        """Bilinear scores of every user against every item: (B, d), (M, d) -> (B, M)."""
+        # (B, d) @ (d, d) @ (d, M) -> (B, M)
+        return user_vecs @ self.W @ item_vecs.T
 
 
 def _check_features(name: str, features: torch.Tensor, rows: int) -> None:

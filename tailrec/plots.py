@@ -65,7 +65,9 @@ def plot_training_curves(history: pd.DataFrame, best_epoch: int, ax: Axes | None
     right.set_ylabel("validation NDCG@10", color="tab:orange")
     ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
     ax.set_title("Training loss and validation NDCG@10")
-    ax.legend(loc="center right")
+    # One legend for the lines of both y-axes.
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="center right")
     return ax
 
 

@@ -24,13 +24,22 @@ NOTEBOOK_DIR = Path(__file__).resolve().parent.parent / "notebooks"
 class NotebookError(RuntimeError):
     """A cell of a course notebook raised; names the notebook and the cell."""
 
-    def __init__(self, notebook: str, cell: int | None, error: str, output: Path) -> None:
-        # papermill counts cells from 0 in the executed copy; people count from 1.
-        where = f"cell {cell + 1} of the executed copy" if cell is not None else "an unknown cell"
+    def __init__(self, notebook: str, cell: str, error: str, output: Path) -> None:
         super().__init__(
-            f"{notebook} failed in {where}: {error}. The partial output is kept in {output}."
+            f"{notebook} failed in {cell}: {error}. "
+            f"The partly executed notebook is kept in {output}."
         )
         self.notebook, self.cell, self.output = notebook, cell, output
+
+
+def describe_cell(source: str, execution_count: int | None) -> str:
+    """Name a cell the way a reader finds it: its execution count and its first code line."""
+    lines = [line for line in source.splitlines() if line.strip() and not line.startswith("#")]
+    first = lines[0].strip() if lines else "(empty)"
+    if len(first) > 60:
+        first = first[:57] + "..."
+    count = f"In [{execution_count}] " if execution_count is not None else ""
+    return f"the cell {count}starting `{first}`"
 
 
 @dataclass
@@ -63,7 +72,7 @@ def parse_params(pairs: list[str]) -> dict[str, Any]:
             raise ValueError(f"Parameter {pair!r} is not of the form name=value, e.g. epochs=2.")
         try:
             params[name.strip()] = ast.literal_eval(raw)
-        except (ValueError, SyntaxError):
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             params[name.strip()] = raw
     return params
 
@@ -134,8 +143,9 @@ def run_course(
                 progress_bar=False,
             )
         except PapermillExecutionError as error:
+            cell = describe_cell(error.source, error.exec_count)
             raise NotebookError(
-                notebook.name, error.cell_index, f"{error.ename}: {error.evalue}", target
+                notebook.name, cell, f"{error.ename}: {error.evalue}", target
             ) from error
         seconds = time.perf_counter() - started
         figures_file = Path(params["output_dir"]) / f"{notebook.stem}.json"

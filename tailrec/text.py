@@ -36,9 +36,30 @@ ZIP_REGIONS = {
 GENDERS = {"M": "man", "F": "woman"}
 
 
+# MovieLens files titles as "Princess Bride, The"; the encoder reads natural English better.
+TRAILING_ARTICLES = ("The", "A", "An", "La", "Le", "Les", "L'", "Il", "El", "Das", "Der", "Die")
+
+
+def natural_title(title: str) -> str:
+    """Move a trailing article to the front: ``"Princess Bride, The"`` -> ``"The Princess Bride"``.
+
+    Only the part before an alternative title in parentheses is changed, e.g.
+    ``"City of Lost Children, The (Cité des enfants perdus, La)"`` becomes
+    ``"The City of Lost Children (Cité des enfants perdus, La)"``.
+    """
+    main, paren, rest = title.partition(" (")
+    for article in TRAILING_ARTICLES:
+        suffix = f", {article}"
+        if main.endswith(suffix):
+            joiner = "" if article.endswith("'") else " "
+            main = f"{article}{joiner}{main[: -len(suffix)]}"
+            break
+    return main + paren + rest
+
+
 def item_text(title: str, year: float, genres: str) -> str:
     """One item as text, e.g. ``"Toy Story (1995). Genres: Animation, Children's, Comedy."``."""
-    title = title.strip() or "Untitled film"
+    title = natural_title(title.strip()) or "Untitled film"
     parts = [title if pd.isna(year) else f"{title} ({int(year)})"]
     if genres:
         parts.append("Genres: " + ", ".join(genres.split("|")))
@@ -107,7 +128,8 @@ def user_texts(
             ["user_index", "timestamp", "item_index"], ascending=[True, False, True]
         )
         for user, group in ordered.groupby("user_index", sort=False):
-            recent[int(user)] = titles.loc[group["item_index"].to_numpy()[:max_titles]].tolist()
+            picked = titles.loc[group["item_index"].to_numpy()[:max_titles]]
+            recent[int(user)] = [natural_title(t) for t in picked]
     texts = []
     for row in users.sort_values("user_index").itertuples(index=False):
         text = profile_text(row.age, row.gender, row.occupation, row.zip_code)
