@@ -126,7 +126,11 @@ def run_course(
     if out.exists() and any(out.iterdir()):
         raise ValueError(f"The run directory {out} is not empty; choose a new one with --out.")
     out.mkdir(parents=True, exist_ok=True)
-    params.setdefault("output_dir", str((out / "outputs").resolve()))
+    params.setdefault("output_dir", str(out / "outputs"))
+    # Notebooks run inside notebooks/, so relative paths are resolved against the caller's folder.
+    for name in ("data_dir", "output_dir"):
+        if isinstance(params.get(name), str):
+            params[name] = str(Path(params[name]).expanduser().resolve())
 
     results = []
     for number, notebook in enumerate(notebooks, start=1):
