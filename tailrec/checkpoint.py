@@ -9,6 +9,7 @@ written beside it as JSON, for people to read.
 from __future__ import annotations
 
 import json
+import pickle
 from pathlib import Path
 from typing import Any
 
@@ -71,9 +72,21 @@ def load_checkpoint(
         payload = torch.load(path, map_location=device, weights_only=True)
     except FileNotFoundError:
         raise
+    except pickle.UnpicklingError as error:
+        # torch names the class a file asks for ("Unsupported global"); anything else is damage.
+        if "Unsupported global" not in str(error):
+            raise ValueError(
+                f"{path} could not be read as a tailrec checkpoint: it is damaged or another kind "
+                "of file. Train the model again to get a checkpoint."
+            ) from error
+        raise ValueError(
+            f"{path} is not a tailrec checkpoint: loading it would need to run code stored in "
+            "the file, which tailrec refuses. Train the model again to get a checkpoint."
+        ) from error
     except Exception as error:
         raise ValueError(
-            f"{path} could not be read as a tailrec checkpoint ({type(error).__name__}: {error}). "
+            f"{path} could not be read as a tailrec checkpoint ({type(error).__name__}: "
+            f"{str(error).splitlines()[0][:200]}). "
             "It may be truncated or another kind of file; train the model again to recreate it."
         ) from error
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:

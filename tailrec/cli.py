@@ -63,11 +63,15 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tailrec: error: {error}", file=sys.stderr)
         return 1
-    except ValueError as error:
+    except (ValueError, OSError) as error:
+        # Bad input (a value, a path, a folder that cannot be written): exit code 2.
         if args.debug:
             raise
         print(f"tailrec: error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("tailrec: interrupted; the partly executed notebook is kept.", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

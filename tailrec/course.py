@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import warnings
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ from tailrec.device import best_device
 from tailrec.encoder import DEFAULT_ENCODER, TextEncoder
 from tailrec.model import BilinearModel, ModelConfig
 from tailrec.segments import segment_users
-from tailrec.splits import Split, make_split
+from tailrec.splits import SPLIT_NAMES, Split, make_split
 from tailrec.text import item_texts, user_texts
 from tailrec.training import TrainConfig, TrainHistory, train
 
@@ -54,6 +55,22 @@ class CourseSettings:
     max_titles: int = 30
     k: int = 10
 
+    def __post_init__(self) -> None:
+        _require_int("seed", self.seed, minimum=0)
+        for name in ("epochs", "dim", "max_titles", "k"):
+            _require_int(name, getattr(self, name), minimum=1)
+        for name in ("small", "use_text"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
+        if self.data_dir is not None and not (isinstance(self.data_dir, str) and self.data_dir):
+            raise ValueError(
+                f"data_dir must be None or the path of a folder, got {self.data_dir!r}."
+            )
+        if self.split not in SPLIT_NAMES:
+            raise ValueError(
+                f"Unknown split {self.split!r}; choose one of {', '.join(SPLIT_NAMES)}."
+            )
+
     def resolved(self) -> CourseSettings:
         """The settings actually used, with small mode applied."""
         if self.small:
@@ -71,6 +88,12 @@ class CourseSettings:
         values = asdict(self.resolved())
         values.pop("data_dir")
         return values
+
+
+def _require_int(name: str, value: Any, minimum: int) -> None:
+    # bool is a subclass of int, but epochs=True is a mistake, not a number.
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}.")
 
 
 @dataclass
@@ -177,7 +200,11 @@ def train_or_load(
         if saved.get("course") == json.loads(json.dumps(course_fingerprint(course, settings))):
             logger.info("Reusing the model saved at %s", path)
             return model, TrainHistory(**saved["history"])
-        logger.info("The model at %s was trained with other settings; training a new one", path)
+        warnings.warn(
+            f"The model at {path} was trained with other settings or data; training a new one, "
+            "which replaces it.",
+            stacklevel=2,
+        )
     model, history = fit(course, settings)
     save_course_model(model, history, course, settings, path)
     return model, history

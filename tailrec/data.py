@@ -122,7 +122,7 @@ def verify_movielens(folder: Path) -> None:
             raise ValueError(
                 f"{path} has SHA-256 {actual}, expected {expected}: the file is damaged or "
                 f"not the GroupLens release. Delete {folder} so that tailrec downloads it "
-                "again, or pass verify=False to use it as it is."
+                "again (or, in Python, pass verify=False to use it as it is)."
             )
 
 
@@ -138,6 +138,11 @@ def ensure_movielens(data_dir: str | Path | None = None, verify: bool = True) ->
     """
     root = Path(data_dir).expanduser() if data_dir is not None else default_data_dir()
     folder = root / MOVIELENS_FOLDER
+    if (root / "u.data").is_file() and not folder.is_dir():
+        raise ValueError(
+            f"{root} looks like the ml-100k folder itself; pass the folder that contains it, "
+            f"{root.parent}."
+        )
     if folder.is_dir():
         logger.info("Reading MovieLens-100k from the cache at %s", folder)
     else:
@@ -158,16 +163,27 @@ def _download_and_extract(root: Path) -> None:
     with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
         archive = Path(tmp) / "ml-100k.zip"
         try:
-            urllib.request.urlretrieve(MOVIELENS_URL, archive)
+            download_file(MOVIELENS_URL, archive)
         except OSError as error:
             raise ValueError(
                 f"Could not download {MOVIELENS_URL} ({error}). Download it by hand and "
-                f"extract it into {root}, or set {DATA_DIR_ENV} to a folder holding ml-100k/."
+                f"extract it into {root}, or point the data directory (--data-dir, data_dir or "
+                f"{DATA_DIR_ENV}) at a folder that holds ml-100k/."
             ) from error
         extract_dir = Path(tmp) / "extracted"
         safe_extract(archive, extract_dir)
         verify_movielens(extract_dir / MOVIELENS_FOLDER)
         shutil.move(str(extract_dir / MOVIELENS_FOLDER), root / MOVIELENS_FOLDER)
+
+
+def download_file(url: str, destination: Path, timeout: float = 60.0) -> None:
+    """Save ``url`` to ``destination``; raises ``OSError`` when the network fails.
+
+    The timeout applies to each network operation, so a connection that drops
+    packets fails instead of hanging.
+    """
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(destination, "wb") as out:
+        shutil.copyfileobj(response, out)
 
 
 def safe_extract(archive: Path, target: Path) -> None:

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -75,8 +76,25 @@ class EmbeddingCache:
         self.path = folder / f"embeddings-{setting_key}.npz"
         self._vectors: dict[str, np.ndarray] = {}
         if self.path.is_file():
-            with np.load(self.path) as stored:
-                self._vectors = dict(zip(stored["keys"].tolist(), stored["vectors"], strict=True))
+            self._vectors = self._read()
+
+    def _read(self) -> dict[str, np.ndarray]:
+        """Read the cache file; a damaged one is set aside (renamed) and ignored."""
+        try:
+            with np.load(self.path, allow_pickle=False) as stored:
+                keys, vectors = stored["keys"].tolist(), stored["vectors"]
+            if vectors.ndim != 2 or len(keys) != len(vectors) or not np.isfinite(vectors).all():
+                raise ValueError("unexpected shape or non-finite values")
+        except Exception as error:  # any damage: the cache can always be rebuilt
+            aside = self.path.with_suffix(".damaged")
+            os.replace(self.path, aside)
+            warnings.warn(
+                f"The embedding cache {self.path} is damaged ({type(error).__name__}: {error}); "
+                f"it was moved to {aside.name} and the texts will be encoded again.",
+                stacklevel=3,
+            )
+            return {}
+        return dict(zip(keys, vectors, strict=True))
 
     @staticmethod
     def key(text: str) -> str:
@@ -162,9 +180,17 @@ class TextEncoder:
 
         source = resolve_encoder(self.model_name)
         logger.info("Loading encoder %s from %s", self.model_name, source)
-        with _quiet_transformers():
-            self._tokenizer = AutoTokenizer.from_pretrained(source)
-            self._model = AutoModel.from_pretrained(source).to(self.device).eval()
+        try:
+            with _quiet_transformers():
+                self._tokenizer = AutoTokenizer.from_pretrained(source)
+                self._model = AutoModel.from_pretrained(source).to(self.device).eval()
+        except (OSError, ValueError) as error:
+            raise ValueError(
+                f"Could not load the encoder {self.model_name!r} ({type(error).__name__}: "
+                f"{str(error).splitlines()[0]}). Pass a local folder with the model's files, a "
+                "model id already in your Hugging Face cache, or the default "
+                f"{DEFAULT_ENCODER!r}, which ships with tailrec."
+            ) from error
 
     @property
     def tokenizer(self) -> Any:
@@ -209,6 +235,8 @@ class TextEncoder:
 
         Texts already in the cache are not encoded again.
         """
+        if isinstance(texts, str):
+            raise ValueError("encode() takes a list of texts; wrap a single text in a list.")
         texts = list(texts)
         cached = [self.cache.get(t) if self.cache is not None else None for t in texts]
         missing = sorted({t for t, v in zip(texts, cached, strict=True) if v is None})

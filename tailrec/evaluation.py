@@ -120,18 +120,25 @@ def top_k_items(
         of the list.
     """
     users = np.asarray(users, dtype=np.int64)
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+        raise ValueError(f"k must be a whole number of at least 1, got {k!r}.")
     seen_pairs = pd.concat([s[["user_index", "item_index"]] for s in seen]) if seen else None
     out = []
     for start in range(0, len(users), chunk_size):
         chunk = users[start : start + chunk_size]
         scores = np.array(scorer(chunk), dtype=np.float64, copy=True)  # (B, n_items)
-        if not 1 <= k <= scores.shape[1]:
-            raise ValueError(f"k must be between 1 and the {scores.shape[1]} items; got {k}.")
+        if k > scores.shape[1]:
+            raise ValueError(f"k must be at most the number of items, {scores.shape[1]}; got {k}.")
+        if np.isnan(scores).any():
+            raise ValueError(
+                "The scorer returned NaN scores, which cannot be ranked; check the model for "
+                "NaN weights (retrain it) or the features it reads."
+            )
         if seen_pairs is not None:
-            row_of_user = pd.Series(np.arange(len(chunk)), index=chunk)
-            mine = seen_pairs[seen_pairs["user_index"].isin(chunk)]
-            rows = row_of_user.loc[mine["user_index"]].to_numpy()
-            scores[rows, mine["item_index"].to_numpy()] = -np.inf
+            # A merge maps each seen pair to every row of its user (a user may appear twice).
+            rows = pd.DataFrame({"user_index": chunk, "row": np.arange(len(chunk))})
+            mine = rows.merge(seen_pairs, on="user_index")
+            scores[mine["row"].to_numpy(), mine["item_index"].to_numpy()] = -np.inf
         out.append(
             np.stack([_best_k(row, int(u), k) for u, row in zip(chunk, scores, strict=True)])
         )

@@ -25,6 +25,10 @@ def atomic_write(path: str | Path, write: Callable[[IO[bytes]], object]) -> Path
             tmp.close()
             os.unlink(tmp.name)
             raise
-    os.chmod(tmp.name, 0o644)
-    os.replace(tmp.name, path)
+    try:
+        os.chmod(tmp.name, 0o644)
+        os.replace(tmp.name, path)
+    except OSError:
+        os.unlink(tmp.name)
+        raise
     return path

@@ -89,16 +89,16 @@ class BilinearModel(nn.Module):
                 self.item_embeddings.weight, std=self.config.init_std, generator=generator
             )
         if self.config.use_text:
-            _check_features("user_features", user_features, n_users)
-            _check_features("item_features", item_features, n_items)
+            user_features = _checked_features("user_features", user_features, n_users)
+            item_features = _checked_features("item_features", item_features, n_items)
             # Buffers: saved with the model, moved with .to(), but never trained.
-            self.register_buffer("user_features", user_features.float().clone())
-            self.register_buffer("item_features", item_features.float().clone())
-            text_dim = user_features.shape[1]
-            self.user_text_projection = nn.Linear(text_dim, d, bias=False)
-            self.item_text_projection = nn.Linear(text_dim, d, bias=False)
+            self.register_buffer("user_features", user_features)
+            self.register_buffer("item_features", item_features)
+            self.user_text_projection = nn.Linear(user_features.shape[1], d, bias=False)
+            self.item_text_projection = nn.Linear(item_features.shape[1], d, bias=False)
             for layer in (self.user_text_projection, self.item_text_projection):
-                nn.init.normal_(layer.weight, std=1.0 / text_dim**0.5, generator=generator)
+                std = 1.0 / layer.in_features**0.5
+                nn.init.normal_(layer.weight, std=std, generator=generator)
         # Start from the identity so the first scores are plain dot products.
         self.W = nn.Parameter(torch.eye(d))
         if self.config.item_bias:
@@ -176,8 +176,14 @@ class BilinearModel(nn.Module):
         return user_vecs @ self.W @ item_vecs.T
 
 
-def _check_features(name: str, features: torch.Tensor, rows: int) -> None:
+def _checked_features(name: str, features: torch.Tensor, rows: int) -> torch.Tensor:
+    """A float32 copy of ``features`` after checking its shape and values."""
+    features = torch.as_tensor(features).float().clone()
     if features.ndim != 2 or features.shape[0] != rows:
         raise ValueError(f"{name} must have shape ({rows}, F); got {tuple(features.shape)}.")
     if not torch.isfinite(features).all():
-        raise ValueError(f"{name} holds NaN or infinite values; re-encode the texts.")
+        raise ValueError(
+            f"{name} holds NaN or infinite values (after conversion to float32); "
+            "re-encode the texts with an empty embedding cache."
+        )
+    return features

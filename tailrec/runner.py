@@ -7,14 +7,20 @@ each notebook's JSON figures, into a fresh run directory.
 from __future__ import annotations
 
 import ast
+import contextlib
+import dataclasses
 import json
 import logging
+import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from tailrec.data import default_data_dir, ensure_movielens
+from tailrec.encoder import CACHE_DIR_ENV
 
 logger = logging.getLogger(__name__)
 
@@ -84,8 +90,11 @@ def notebook_parameters(notebook: Path) -> set[str]:
     return set(papermill.inspect_notebook(str(notebook)))
 
 
-def check_parameters(notebooks: list[Path], params: dict[str, Any]) -> None:
-    """Refuse a parameter that no notebook defines, before anything runs."""
+def check_parameters(notebooks: list[Path], params: dict[str, Any]) -> set[str]:
+    """Refuse a parameter that no notebook defines, before anything runs.
+
+    Returns the names the notebooks accept.
+    """
     known: set[str] = set()
     for notebook in notebooks:
         known |= notebook_parameters(notebook)
@@ -95,6 +104,25 @@ def check_parameters(notebooks: list[Path], params: dict[str, Any]) -> None:
             f"Unknown parameter(s) {', '.join(unknown)}; "
             f"the notebooks accept: {', '.join(sorted(known))}."
         )
+    return known
+
+
+def check_values(params: dict[str, Any]) -> None:
+    """Refuse parameter values the course cannot use, e.g. ``small=false`` (a string)."""
+    from tailrec.course import CourseSettings
+
+    fields = {f.name for f in dataclasses.fields(CourseSettings)}
+    CourseSettings(**{name: value for name, value in params.items() if name in fields})
+    output_dir = params.get("output_dir", "outputs")
+    if not (isinstance(output_dir, str) and output_dir):
+        raise ValueError(f"output_dir must be the path of a folder, got {output_dir!r}.")
+
+
+def refuse_non_empty(folder: Path, what: str, fix: str) -> None:
+    """Nothing a user made is overwritten: an existing, non-empty folder is refused."""
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        kind = "is not empty" if folder.is_dir() else "is a file"
+        raise ValueError(f"{what} {folder} {kind}; {fix}.")
 
 
 def new_run_dir(base: Path = Path("runs")) -> Path:
@@ -114,43 +142,68 @@ def run_course(
     echo: Callable[..., None] = print,
 ) -> list[NotebookResult]:
     """Execute the notebooks in order into ``out``; raise :class:`NotebookError` on error."""
-    import papermill
-    from papermill.exceptions import PapermillExecutionError
-
     notebooks = notebooks or course_notebooks()
     params = dict(params or {})
     if small:
         params["small"] = True
-    check_parameters(notebooks, params)
-    out = Path(out) if out is not None else new_run_dir()
-    if out.exists() and any(out.iterdir()):
-        raise ValueError(f"The run directory {out} is not empty; choose a new one with --out.")
-    out.mkdir(parents=True, exist_ok=True)
-    params.setdefault("output_dir", str(out / "outputs"))
+    accepted = check_parameters(notebooks, params)
+    check_values(params)
+    out = Path(out).expanduser() if out is not None else new_run_dir()
+    refuse_non_empty(out, "The run directory", "choose a new one with --out")
+    if "output_dir" in params:
+        refuse_non_empty(Path(params["output_dir"]).expanduser(), "output_dir", "choose a new one")
     # Notebooks run inside notebooks/, so relative paths are resolved against the caller's folder.
     for name in ("data_dir", "output_dir"):
         if isinstance(params.get(name), str):
             params[name] = str(Path(params[name]).expanduser().resolve())
+    if "data_dir" in accepted:
+        # Fetch (or check) the data once, so a bad data folder is reported before anything runs.
+        params.setdefault("data_dir", str(default_data_dir().resolve()))
+        ensure_movielens(params["data_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    params.setdefault("output_dir", str((out / "outputs").resolve()))
+
+    with _absolute_cache_dir():
+        return _execute(notebooks, out, params, echo)
+
+
+@contextlib.contextmanager
+def _absolute_cache_dir() -> Iterator[None]:
+    """Kernels start in notebooks/; a relative $TAILREC_CACHE_DIR must mean the caller's folder."""
+    before = os.environ.get(CACHE_DIR_ENV)
+    if before:
+        os.environ[CACHE_DIR_ENV] = str(Path(before).expanduser().resolve())
+    try:
+        yield
+    finally:
+        if before:
+            os.environ[CACHE_DIR_ENV] = before
+
+
+def _execute(
+    notebooks: list[Path], out: Path, params: dict[str, Any], echo: Callable[..., None]
+) -> list[NotebookResult]:
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
 
     results = []
     for number, notebook in enumerate(notebooks, start=1):
         target = out / notebook.name
         echo(f"[{number}/{len(notebooks)}] {notebook.stem} ...", flush=True)
         started = time.perf_counter()
-        accepted = notebook_parameters(notebook)
+        takes = notebook_parameters(notebook)
         try:
             papermill.execute_notebook(
                 str(notebook),
                 str(target),
-                parameters={k: v for k, v in params.items() if k in accepted},
+                parameters={k: v for k, v in params.items() if k in takes},
                 cwd=str(notebook.parent),
                 progress_bar=False,
             )
         except PapermillExecutionError as error:
             cell = describe_cell(error.source, error.exec_count)
-            raise NotebookError(
-                notebook.name, cell, f"{error.ename}: {error.evalue}", target
-            ) from error
+            reason = f"{error.ename}: {error.evalue}".rstrip(". ")
+            raise NotebookError(notebook.name, cell, reason, target) from error
         seconds = time.perf_counter() - started
         figures_file = Path(params["output_dir"]) / f"{notebook.stem}.json"
         figures = json.loads(figures_file.read_text()) if figures_file.is_file() else {}

@@ -64,6 +64,14 @@ class TrainConfig:
     seed: int = 42
     progress: bool = True
 
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "n_negatives", "patience", "eval_k"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"TrainConfig.{name} must be a whole number >= 1, got {value!r}.")
+        if not (math.isfinite(self.lr) and self.lr >= 0):
+            raise ValueError(f"TrainConfig.lr must be a finite number >= 0, got {self.lr!r}.")
+
     def to_dict(self) -> dict:
         return asdict(self)
 
@@ -137,6 +145,11 @@ def train(
         forward pass runs in bfloat16 autocast.
     """
     config = config or TrainConfig()
+    if len(train_data) == 0 or len(validation) == 0:
+        raise ValueError(
+            f"Training needs training and validation interactions; got {len(train_data)} and "
+            f"{len(validation)}. Use a split that leaves both non-empty."
+        )
     device = torch.device(device) if device is not None else model.W.device
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
@@ -188,6 +201,11 @@ def train(
             model_scorer(model), validation, [train_data], model.n_items, config.eval_k
         )
         ndcg = float(per_user["ndcg"].mean())
+        if not math.isfinite(ndcg):
+            raise ValueError(
+                "The validation NDCG is undefined (no validation user has a held-out item); "
+                "early stopping needs a validation set with at least one interaction."
+            )
         history.train_loss.append(total_loss / len(users))
         history.validation_ndcg.append(ndcg)
         history.seconds.append(time.perf_counter() - started)

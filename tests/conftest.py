@@ -8,7 +8,6 @@ pointed at a temporary folder.
 from __future__ import annotations
 
 import os
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
+import tailrec.data
 from tailrec.data import InteractionData, default_data_dir, load_movielens
 
 
@@ -35,7 +35,7 @@ def _offline_and_private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iter
     module-scoped ones, and is inherited by notebook kernels started by papermill.
     """
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(urllib.request, "urlretrieve", _no_download)
+        patch.setattr(tailrec.data, "download_file", _no_download)
         patch.setenv("TAILREC_CACHE_DIR", str(tmp_path_factory.mktemp("tailrec-cache")))
         patch.setenv("MPLCONFIGDIR", str(tmp_path_factory.mktemp("matplotlib")))
         yield

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -128,7 +127,7 @@ def test_existing_folder_is_used_without_network(movielens_dir, monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("ensure_movielens tried to download although the folder exists")
 
-    monkeypatch.setattr(urllib.request, "urlretrieve", refuse)
+    monkeypatch.setattr(data_module, "download_file", refuse)
     assert ensure_movielens(movielens_dir.parent) == movielens_dir
     assert len(load_movielens(movielens_dir.parent).interactions) == 100_000
 
@@ -141,12 +140,11 @@ def test_data_dir_env_is_the_default(movielens_dir, monkeypatch, tmp_path):
 
 
 def _fake_download(zip_builder):
-    def urlretrieve(url, filename, *args, **kwargs):
+    def download_file(url, destination, *args, **kwargs):
         assert url == data_module.MOVIELENS_URL
-        zip_builder(Path(filename))
-        return str(filename), None
+        zip_builder(Path(destination))
 
-    return urlretrieve
+    return download_file
 
 
 def test_download_extracts_and_verifies(movielens_dir, monkeypatch, tmp_path):
@@ -155,7 +153,7 @@ def test_download_extracts_and_verifies(movielens_dir, monkeypatch, tmp_path):
             for name in MOVIELENS_SHA256:
                 bundle.write(movielens_dir / name, f"ml-100k/{name}")
 
-    monkeypatch.setattr(urllib.request, "urlretrieve", _fake_download(build))
+    monkeypatch.setattr(data_module, "download_file", _fake_download(build))
     root = tmp_path / "cache"
     folder = ensure_movielens(root)
     assert folder == root / "ml-100k"
@@ -172,7 +170,7 @@ def test_damaged_download_leaves_nothing_behind(movielens_dir, monkeypatch, tmp_
                     content = content[:-10]
                 bundle.writestr(f"ml-100k/{name}", content)
 
-    monkeypatch.setattr(urllib.request, "urlretrieve", _fake_download(build))
+    monkeypatch.setattr(data_module, "download_file", _fake_download(build))
     root = tmp_path / "cache"
     with pytest.raises(ValueError, match=r"u\.data"):
         ensure_movielens(root)
@@ -183,7 +181,7 @@ def test_failed_download_is_a_clear_error(monkeypatch, tmp_path):
     def offline(*args, **kwargs):
         raise OSError("network is unreachable")
 
-    monkeypatch.setattr(urllib.request, "urlretrieve", offline)
+    monkeypatch.setattr(data_module, "download_file", offline)
     with pytest.raises(ValueError, match="Could not download"):
         ensure_movielens(tmp_path / "cache")
     assert list((tmp_path / "cache").iterdir()) == []

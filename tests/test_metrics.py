@@ -364,7 +364,7 @@ def test_top_k_items_breaks_ties_at_the_cut_by_the_pair_hash():
 
 
 def test_top_k_items_rejects_k_larger_than_catalogue():
-    with pytest.raises(ValueError, match="between 1 and the 4 items"):
+    with pytest.raises(ValueError, match="at most the number of items, 4"):
         top_k_items(lambda batch: np.zeros((len(batch), 4)), np.array([0]), 5)
 
 
