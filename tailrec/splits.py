@@ -95,15 +95,22 @@ def holdout_mask(
     return mask
 
 
-def _three_way(
+def _split_by_group(
     name: str,
     interactions: pd.DataFrame,
-    test_mask: np.ndarray,
+    group_col: str,
+    order: np.ndarray,
+    test_fraction: float,
     val_fraction: float,
-    val_order: np.ndarray,
 ) -> Split:
+    """Hold out the last ``test_fraction`` of each group (by ``order``) as the test set,
+    then the last ``val_fraction`` of each user's remaining rows as the validation set.
+    """
+    # Per-user splits keep at least one training row for every user.
+    min_kept = 1 if group_col == "user_index" else 0
+    test_mask = holdout_mask(interactions, group_col, test_fraction, order, min_kept=min_kept)
     rest = interactions[~test_mask]
-    val_mask = holdout_mask(rest, "user_index", val_fraction, val_order[~test_mask], min_kept=1)
+    val_mask = holdout_mask(rest, "user_index", val_fraction, order[~test_mask], min_kept=1)
     return Split(
         name=name,
         train=rest[~val_mask].reset_index(drop=True),
@@ -124,12 +131,9 @@ def stratified_item_split(
     (ratio 0.75 per item, seed 42). Validation takes ``val_fraction`` of each
     user's remaining ratings at random.
     """
-    rng = np.random.default_rng(seed)
-    test_mask = holdout_mask(
-        interactions, "item_index", test_fraction, rng.random(len(interactions))
-    )
-    return _three_way(
-        "stratified_item", interactions, test_mask, val_fraction, rng.random(len(interactions))
+    order = np.random.default_rng(seed).random(len(interactions))
+    return _split_by_group(
+        "stratified_item", interactions, "item_index", order, test_fraction, val_fraction
     )
 
 
@@ -140,12 +144,9 @@ def random_user_split(
     seed: int = 42,
 ) -> Split:
     """Per-user random split: each user's ratings are shuffled and 25% held out."""
-    rng = np.random.default_rng(seed)
-    test_mask = holdout_mask(
-        interactions, "user_index", test_fraction, rng.random(len(interactions)), min_kept=1
-    )
-    return _three_way(
-        "random_user", interactions, test_mask, val_fraction, rng.random(len(interactions))
+    order = np.random.default_rng(seed).random(len(interactions))
+    return _split_by_group(
+        "random_user", interactions, "user_index", order, test_fraction, val_fraction
     )
 
 
@@ -161,11 +162,12 @@ def temporal_split(
     always asked about a user's future. Ratings with the same timestamp are
     ordered by a seeded random key.
     """
-    rng = np.random.default_rng(seed)
     # Timestamps dominate; the random key in [0, 1) only breaks ties.
-    order = interactions["timestamp"].to_numpy(dtype=np.float64) + rng.random(len(interactions))
-    test_mask = holdout_mask(interactions, "user_index", test_fraction, order, min_kept=1)
-    return _three_way("temporal", interactions, test_mask, val_fraction, order)
+    jitter = np.random.default_rng(seed).random(len(interactions))
+    order = interactions["timestamp"].to_numpy(dtype=np.float64) + jitter
+    return _split_by_group(
+        "temporal", interactions, "user_index", order, test_fraction, val_fraction
+    )
 
 
 def make_split(
