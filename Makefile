@@ -12,6 +12,8 @@ BIN := $(VENV)/bin
 # a GPU machine, e.g. make course TORCH_SPEC="torch==2.13.0 --index-url ...".
 TORCH_SPEC ?= torch==2.13.0
 RUN_ARGS ?=
+# e.g. make lab LAB_ARGS="--no-browser --ip=127.0.0.1" (add --allow-root when running as root)
+LAB_ARGS ?=
 
 .PHONY: setup course course-small test lint unit nbval lab clean
 
@@ -47,7 +49,7 @@ nbval: setup
 test: lint unit nbval
 
 lab: setup
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab notebooks $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) runs notebooks/outputs .pytest_cache .ruff_cache
