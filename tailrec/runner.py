@@ -158,7 +158,8 @@ def run_course(
             params[name] = str(Path(params[name]).expanduser().resolve())
     if "data_dir" in accepted:
         # Fetch (or check) the data once, so a bad data folder is reported before anything runs.
-        params.setdefault("data_dir", str(default_data_dir().resolve()))
+        if params.get("data_dir") is None:
+            params["data_dir"] = str(default_data_dir().resolve())
         ensure_movielens(params["data_dir"])
     out.mkdir(parents=True, exist_ok=True)
     params.setdefault("output_dir", str((out / "outputs").resolve()))
