@@ -26,7 +26,7 @@ def model_scorer(model: BilinearModel) -> Scorer:
     def score(users: np.ndarray) -> np.ndarray:
         model.eval()
         with torch.no_grad():
-            batch = torch.as_tensor(users, dtype=torch.long, device=model.W.device)
+            batch = torch.tensor(users, dtype=torch.long, device=model.W.device)
             return model.score_all(batch).float().cpu().numpy()
 
     return score

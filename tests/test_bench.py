@@ -1,0 +1,63 @@
+"""The quality benchmark runs on a tiny sample and writes every file it promises."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from tailrec.bench import main, markdown_table
+
+
+def test_quality_benchmark_writes_results_lists_and_splits(movielens_dir, tmp_path):
+    out = tmp_path / "bench"
+    args = ["quality", "--data-dir", str(movielens_dir.parent), "--out", str(out)]
+    code = main([*args, "--users", "40", "--epochs", "1"])
+    assert code == 0
+    rows = json.loads((out / "results.json").read_text())
+    frame = pd.DataFrame(rows)
+    assert {"model", "protocol", "group", "metric", "value", "fit_seconds"} <= set(frame.columns)
+    assert set(frame["protocol"]) == {
+        "published",
+        "random_user",
+        "few_shot_0",
+        "few_shot_1",
+        "few_shot_3",
+        "few_shot_5",
+    }
+    assert set(frame["model"]) == {"popularity", "ease", "tailrec", "tailrec_ids_only"}
+    assert frame["value"].between(0, 1).all()
+    assert "## ndcg@10" in (out / "results.md").read_text()
+
+    # The lists use original ids, 10 per test user, and only items the user had not seen.
+    test = pd.read_csv(out / "splits" / "published" / "test.csv")
+    train = pd.concat(
+        pd.read_csv(out / "splits" / "published" / f"{part}.csv")
+        for part in ("train", "validation")
+    )
+    top = pd.read_csv(out / "topk" / "published" / "ease.csv")
+    assert list(top.columns) == ["user_id", "item_id", "rank", "score"]
+    assert set(top["user_id"]) == set(test["user_id"])
+    assert (top.groupby("user_id").size() == 10).all()
+    seen = set(zip(train["user_id"], train["item_id"], strict=True))
+    assert not any(pair in seen for pair in zip(top["user_id"], top["item_id"], strict=True))
+
+    # Re-scoring the written lists against the written test split gives the reported precision.
+    hits = top.merge(test[["user_id", "item_id"]], on=["user_id", "item_id"])
+    precision = (
+        hits.groupby("user_id").size().reindex(top["user_id"].unique(), fill_value=0) / 10
+    ).mean()
+    reported = frame.query(
+        "model == 'ease' and protocol == 'published' and group == 'all'"
+        " and metric == 'precision@10'"
+    )["value"].item()
+    assert abs(precision - reported) < 1e-9
+
+
+def test_markdown_table_has_a_header_rule_and_rows():
+    table = pd.DataFrame({"a": [0.12345], "b": [1.0]}, index=pd.Index(["x"], name="row"))
+    assert markdown_table(table).splitlines() == [
+        "| row | a | b |",
+        "|---|---|---|",
+        "| x | 0.1235 | 1.0000 |",
+    ]
