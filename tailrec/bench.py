@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tailrec.baselines import ease_scorer, popularity_scorer
+from tailrec.baselines import bpr_mf_scorer, ease_scorer, popularity_scorer
 from tailrec.course import CourseData, CourseSettings, fit
 from tailrec.data import InteractionData, load_movielens, subsample_users
 from tailrec.encoder import TextEncoder
@@ -103,6 +103,14 @@ def model_builders(
             pd.concat([split.train, split.validation]), data.n_items
         ),
         "ease": lambda data, split: fit_ease(split, data.n_items),
+        "bpr_mf": lambda data, split: bpr_mf_scorer(
+            split.train,
+            split.validation,
+            data.n_users,
+            data.n_items,
+            epochs=settings.epochs,
+            seed=settings.seed,
+        ),
         "tailrec": tailrec(use_text=True),
         "tailrec_ids_only": tailrec(use_text=False),
     }

@@ -25,7 +25,7 @@ def test_quality_benchmark_writes_results_lists_and_splits(movielens_dir, tmp_pa
         "few_shot_3",
         "few_shot_5",
     }
-    assert set(frame["model"]) == {"popularity", "ease", "tailrec", "tailrec_ids_only"}
+    assert set(frame["model"]) == {"popularity", "ease", "bpr_mf", "tailrec", "tailrec_ids_only"}
     assert frame["value"].between(0, 1).all()
     assert "## ndcg@10" in (out / "results.md").read_text()
 

@@ -74,3 +74,22 @@ def test_ease_matches_its_closed_form_on_a_small_matrix():
 def test_ease_gives_unknown_users_zero_scores():
     train = pd.DataFrame({"user_index": [0, 1], "item_index": [0, 1]})
     assert not ease_scorer(train, 3)(np.array([5])).any()
+
+
+def test_bpr_mf_learns_block_structure(block_interactions):
+    from tailrec.baselines import bpr_mf_scorer, random_scorer
+    from tailrec.evaluation import evaluate_ranking
+    from tailrec.splits import random_user_split
+
+    data = block_interactions()
+    split = random_user_split(data, seed=0)
+    n_users, n_items = int(data["user_index"].max()) + 1, int(data["item_index"].max()) + 1
+    # Small batches: the toy data has only a few hundred positives per epoch.
+    settings = {"dim": 8, "epochs": 30, "batch_size": 32, "lr": 0.02}
+    scorer = bpr_mf_scorer(split.train, split.validation, n_users, n_items, **settings)
+    seen = [split.train, split.validation]
+    bpr = evaluate_ranking(scorer, split.test, seen, n_items)["ndcg"].mean()
+    chance = evaluate_ranking(random_scorer(n_items, 0), split.test, seen, n_items)["ndcg"].mean()
+    assert bpr > chance + 0.15
+    again = bpr_mf_scorer(split.train, split.validation, n_users, n_items, **settings)
+    np.testing.assert_array_equal(scorer(np.arange(3)), again(np.arange(3)))
