@@ -31,14 +31,13 @@ import numpy as np
 import pandas as pd
 
 from tailrec.baselines import bpr_mf_scorer, ease_scorer, popularity_scorer
-from tailrec.course import CourseData, CourseSettings, fit
+from tailrec.course import CourseSettings, encode_split, fit
 from tailrec.data import InteractionData, load_movielens, subsample_users
 from tailrec.encoder import TextEncoder
 from tailrec.evaluation import Scorer, evaluate_ranking, model_scorer, top_k_items
 from tailrec.protocols import few_shot_split, published_split
 from tailrec.segments import segment_users
 from tailrec.splits import Split, random_user_split
-from tailrec.text import item_texts, user_texts
 
 EASE_L2_GRID = (100.0, 250.0, 500.0, 1000.0)
 METRICS = ("ndcg", "recall", "precision", "map")
@@ -68,23 +67,6 @@ def fit_ease(split: Split, n_items: int) -> Scorer:
     return ease_scorer(pd.concat([split.train, split.validation]), n_items, best)
 
 
-def course_data(
-    data: InteractionData, split: Split, encoder: TextEncoder, max_titles: int
-) -> CourseData:
-    """Text features for one split: user texts see only that split's training data."""
-    items_text = item_texts(data.items)
-    users_text = user_texts(data.users, data.items, split.train, max_titles=max_titles)
-    return CourseData(
-        data=data,
-        split=split,
-        segments=segment_users(split.train, data.n_users),
-        item_texts=items_text,
-        user_texts=users_text,
-        item_features=encoder.encode(items_text),
-        user_features=encoder.encode(users_text),
-    )
-
-
 def model_builders(
     settings: CourseSettings, encoder: TextEncoder
 ) -> dict[str, Callable[[InteractionData, Split], Scorer]]:
@@ -92,7 +74,7 @@ def model_builders(
 
     def tailrec(use_text: bool) -> Callable[[InteractionData, Split], Scorer]:
         def build(data: InteractionData, split: Split) -> Scorer:
-            course = course_data(data, split, encoder, settings.max_titles)
+            course = encode_split(data, split, encoder, settings.max_titles)
             model, _ = fit(course, replace(settings, use_text=use_text))
             return model_scorer(model)
 

@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from tailrec.checkpoint import load_checkpoint, save_checkpoint
+from tailrec.checks import require_whole_number
 from tailrec.data import InteractionData, load_movielens, subsample_users
 from tailrec.device import best_device
 from tailrec.encoder import DEFAULT_ENCODER, TextEncoder
@@ -56,9 +57,9 @@ class CourseSettings:
     k: int = 10
 
     def __post_init__(self) -> None:
-        _require_int("seed", self.seed, minimum=0)
+        require_whole_number("seed", self.seed, minimum=0)
         for name in ("epochs", "dim", "max_titles", "k"):
-            _require_int(name, getattr(self, name), minimum=1)
+            require_whole_number(name, getattr(self, name), minimum=1)
         for name in ("small", "use_text"):
             if not isinstance(getattr(self, name), bool):
                 raise ValueError(f"{name} must be True or False, got {getattr(self, name)!r}.")
@@ -88,12 +89,6 @@ class CourseSettings:
         values = asdict(self.resolved())
         values.pop("data_dir")
         return values
-
-
-def _require_int(name: str, value: Any, minimum: int) -> None:
-    # bool is a subclass of int, but epochs=True is a mistake, not a number.
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}.")
 
 
 @dataclass
@@ -126,14 +121,21 @@ def load_split(settings: CourseSettings) -> tuple[InteractionData, Split, pd.Ser
 def prepare(settings: CourseSettings, encoder: TextEncoder | None = None) -> CourseData:
     """Load and split the data, label segments and encode the texts."""
     settings = settings.resolved()
-    data, split, segments = load_split(settings)
+    data, split, _ = load_split(settings)
     encoder = encoder or TextEncoder(settings.encoder)
+    return encode_split(data, split, encoder, settings.max_titles)
+
+
+def encode_split(
+    data: InteractionData, split: Split, encoder: TextEncoder, max_titles: int = 30
+) -> CourseData:
+    """Segments and text features for one split: user texts see only its training part."""
     items_text = item_texts(data.items)
-    users_text = user_texts(data.users, data.items, split.train, max_titles=settings.max_titles)
+    users_text = user_texts(data.users, data.items, split.train, max_titles=max_titles)
     return CourseData(
         data=data,
         split=split,
-        segments=segments,
+        segments=segment_users(split.train, data.n_users),
         item_texts=items_text,
         user_texts=users_text,
         item_features=encoder.encode(items_text),

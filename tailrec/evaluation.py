@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from tailrec.checks import require_whole_number
 from tailrec.metrics import RANKING_METRICS, best_threshold, classification_metrics, ranking_metrics
 from tailrec.model import BilinearModel
 
@@ -120,8 +121,7 @@ def top_k_items(
         of the list.
     """
     users = np.asarray(users, dtype=np.int64)
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise ValueError(f"k must be a whole number of at least 1, got {k!r}.")
+    require_whole_number("k", k, minimum=1)
     seen_pairs = pd.concat([s[["user_index", "item_index"]] for s in seen]) if seen else None
     out = []
     for start in range(0, len(users), chunk_size):

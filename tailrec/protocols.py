@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from tailrec.checks import require_whole_number
 from tailrec.splits import Split, holdout_mask, stratified_item_split
 
 
@@ -52,8 +53,7 @@ def few_shot_split(
         The split (its test set holds only held-out users) and the held-out
         user indices. The same seed draws the same users for every ``n_shots``.
     """
-    if isinstance(n_shots, bool) or not isinstance(n_shots, int) or n_shots < 0:
-        raise ValueError(f"n_shots must be a whole number >= 0, got {n_shots!r}.")
+    require_whole_number("n_shots", n_shots, minimum=0)
     if not 0.0 < user_fraction < 1.0:
         raise ValueError(f"user_fraction must be between 0 and 1, got {user_fraction}.")
     rng = np.random.default_rng(seed)

@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
+from tailrec.checks import require_whole_number
 from tailrec.evaluation import evaluate_ranking, model_scorer
 from tailrec.model import BilinearModel
 
@@ -66,9 +67,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "n_negatives", "patience", "eval_k"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"TrainConfig.{name} must be a whole number >= 1, got {value!r}.")
+            require_whole_number(f"TrainConfig.{name}", getattr(self, name), minimum=1)
         if not (math.isfinite(self.lr) and self.lr >= 0):
             raise ValueError(f"TrainConfig.lr must be a finite number >= 0, got {self.lr!r}.")
 

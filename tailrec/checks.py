@@ -1,0 +1,17 @@
+"""Argument checks shared by the package, so every module words a bad value the same way."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def require_whole_number(name: str, value: Any, minimum: int) -> None:
+    """Raise ``ValueError`` unless ``value`` is an integer of at least ``minimum``.
+
+    ``True`` and ``False`` are refused although Python counts them as integers:
+    ``epochs=True`` is a mistake, not a number.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be a whole number of at least {minimum}, got {value!r}.")
