@@ -5,7 +5,8 @@ and writes, under ``OUT``:
 
 - ``results.json``: one row per (model, protocol, group, metric) with the
   value and the model's fit time in seconds;
-- ``results.md``: NDCG@10 and Recall@10 tables, models side by side;
+- ``results.md``: NDCG@10, Recall@10 and MAP@10 (``map_full``) tables,
+  models side by side, and tailrec beside the best baseline of each row;
 - ``topk/<protocol>/<model>.csv``: ``user_id,item_id,rank,score``, the top 10
   of every test user, in original MovieLens ids;
 - ``splits/<protocol>/{train,validation,test}.csv``: the exact splits, so the
@@ -14,12 +15,15 @@ and writes, under ``OUT``:
 Protocols: ``published`` (per-item stratified 75/25, seed 42), ``random_user``
 (per-user random 75/25, reported per segment) and ``few_shot_N`` (20% of users
 keep only their N earliest ratings). Settings such as EASE's ``l2`` are chosen
-on the validation set, never on the test set.
+on the validation set, never on the test set. The ablations that reuse the
+full tailrec model's trained parts (``tailrec_no_item_item``,
+``tailrec_no_profile``) report as fit time only the re-choosing of weights.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 import time
@@ -30,17 +34,39 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tailrec.baselines import bpr_mf_scorer, ease_scorer, popularity_scorer
-from tailrec.course import CourseSettings, encode_split, fit
+from tailrec.baselines import (
+    bpr_mf_scorer,
+    fit_ease,
+    implicit_scorer,
+    lightfm_scorer,
+    popularity_scorer,
+)
 from tailrec.data import InteractionData, load_movielens, subsample_users
-from tailrec.encoder import TextEncoder
-from tailrec.evaluation import Scorer, evaluate_ranking, model_scorer, top_k_items
+from tailrec.device import best_device
+from tailrec.encoder import DEFAULT_ENCODER, TextEncoder
+from tailrec.evaluation import Scorer, evaluate_ranking, top_k_items
+from tailrec.history_model import HistoryModelConfig
 from tailrec.protocols import few_shot_split, published_split
+from tailrec.recommender import TailrecFit, fit_tailrec_parts
 from tailrec.segments import segment_users
 from tailrec.splits import Split, random_user_split
+from tailrec.text import age_band, item_texts, profile_texts
 
-EASE_L2_GRID = (100.0, 250.0, 500.0, 1000.0)
-METRICS = ("ndcg", "recall", "precision", "map")
+# map_full divides by all of a user's relevant items (not min(n, k)), as the
+# published MovieLens-100k table does; ``map`` is the usual average precision at k.
+METRICS = ("ndcg", "recall", "precision", "map", "map_full")
+Builder = Callable[[Split], Scorer]
+# The models every install has: the optional LightFM and implicit baselines left out.
+CORE_MODELS = (
+    "popularity",
+    "ease",
+    "bpr_mf",
+    "tailrec",
+    "tailrec_no_item_item",
+    "tailrec_no_profile",
+    "tailrec_no_ssl",
+    "tailrec_no_text",
+)
 
 
 def protocols(
@@ -56,46 +82,100 @@ def protocols(
     return found
 
 
-def fit_ease(split: Split, n_items: int) -> Scorer:
-    """EASE with ``l2`` chosen on validation, then refit on train + validation."""
-    best = max(
-        EASE_L2_GRID,
-        key=lambda l2: evaluate_ranking(
-            ease_scorer(split.train, n_items, l2), split.validation, [split.train], n_items
-        )["ndcg"].mean(),
-    )
-    return ease_scorer(pd.concat([split.train, split.validation]), n_items, best)
+def indicator_features(labels: pd.Series):  # -> scipy.sparse.csr_matrix
+    """``[I | one-hot(labels)]``: an ID column per row plus one per label ("a|b" = two labels)."""
+    from scipy import sparse  # installed with LightFM, the only user of these matrices
+
+    dummies = labels.fillna("").astype(str).str.get_dummies(sep="|")
+    onehot = sparse.csr_matrix(dummies.to_numpy(dtype=np.float32))
+    return sparse.hstack([sparse.identity(len(labels), format="csr"), onehot]).tocsr()
+
+
+def user_labels(users: pd.DataFrame) -> pd.Series:
+    """Each user's age band, gender and occupation as "|"-joined labels, for LightFM."""
+    bands = users["age"].map(age_band)
+    return bands + "|" + users["gender"].astype(str) + "|" + users["occupation"].astype(str)
 
 
 def model_builders(
-    settings: CourseSettings, encoder: TextEncoder
-) -> dict[str, Callable[[InteractionData, Split], Scorer]]:
-    """Each model as a function from (data, split) to a fitted scorer."""
+    data: InteractionData,
+    item_features: np.ndarray,
+    profile_features: np.ndarray,
+    seed: int,
+    max_epochs: int | None,
+) -> dict[str, Builder]:
+    """Each model as a function from a split to a fitted scorer; optional ones when installed."""
+    n_users, n_items = data.n_users, data.n_items
 
-    def tailrec(use_text: bool) -> Callable[[InteractionData, Split], Scorer]:
-        def build(data: InteractionData, split: Split) -> Scorer:
-            course = encode_split(data, split, encoder, settings.max_titles)
-            model, _ = fit(course, replace(settings, use_text=use_text))
-            return model_scorer(model)
+    # Variants with the same settings share one fit per split; the split itself is
+    # kept with its fit and compared by identity, so another split never reuses it.
+    fitted: dict[str, tuple[Split, TailrecFit]] = {}
+
+    def tailrec(variant: str = "full", **changes) -> Builder:
+        """One tailrec variant; variants with the same settings share one fit per split."""
+        config = HistoryModelConfig(seed=seed, **changes)
+        if max_epochs is not None:
+            config = replace(config, epochs=min(config.epochs, max_epochs))
+        key = repr(sorted(changes.items()))
+
+        def build(split: Split) -> Scorer:
+            if key not in fitted or fitted[key][0] is not split:
+                fitted.clear()  # one split at a time: free the previous split's models
+                parts = fit_tailrec_parts(
+                    split.train,
+                    split.validation,
+                    item_features,
+                    profile_features,
+                    config,
+                    best_device(),
+                )
+                fitted[key] = (split, parts)
+            parts = fitted[key][1]
+            scorer, _ = parts.recommender(
+                item_item=variant != "no_item_item",
+                profile_prior=variant not in ("no_profile", "no_text"),
+            )
+            return scorer
 
         return build
 
-    return {
-        "popularity": lambda data, split: popularity_scorer(
-            pd.concat([split.train, split.validation]), data.n_items
-        ),
-        "ease": lambda data, split: fit_ease(split, data.n_items),
-        "bpr_mf": lambda data, split: bpr_mf_scorer(
+    def all_seen(split: Split) -> pd.DataFrame:
+        return pd.concat([split.train, split.validation])
+
+    builders: dict[str, Builder] = {
+        "popularity": lambda split: popularity_scorer(all_seen(split), n_items),
+        "ease": lambda split: fit_ease(split.train, split.validation, n_items)[0],
+        "bpr_mf": lambda split: bpr_mf_scorer(
             split.train,
             split.validation,
-            data.n_users,
-            data.n_items,
-            epochs=settings.epochs,
-            seed=settings.seed,
+            n_users,
+            n_items,
+            epochs=30 if max_epochs is None else min(30, max_epochs),
+            seed=seed,
         ),
-        "tailrec": tailrec(use_text=True),
-        "tailrec_ids_only": tailrec(use_text=False),
     }
+    if importlib.util.find_spec("lightfm") is not None:
+        users_x = indicator_features(user_labels(data.users))
+        items_x = indicator_features(data.items["genres"])
+        builders["lightfm_warp"] = lambda split: lightfm_scorer(
+            all_seen(split), n_users, n_items, seed=seed
+        )
+        builders["lightfm_warp_features"] = lambda split: lightfm_scorer(
+            all_seen(split), n_users, n_items, users_x, items_x, seed=seed
+        )
+    if importlib.util.find_spec("implicit") is not None:
+        for algorithm in ("als", "bpr"):
+            builders[f"implicit_{algorithm}"] = lambda split, a=algorithm: implicit_scorer(
+                all_seen(split), n_users, n_items, a, seed=seed
+            )
+    builders |= {
+        "tailrec": tailrec(),
+        "tailrec_no_item_item": tailrec("no_item_item"),
+        "tailrec_no_profile": tailrec("no_profile"),
+        "tailrec_no_ssl": tailrec(ssl_weight=0.0),
+        "tailrec_no_text": tailrec("no_text", use_item_text=False, ssl_weight=0.0),
+    }
+    return builders
 
 
 def write_top_k(
@@ -127,26 +207,42 @@ def quality(
     data_dir: str | None,
     out: Path,
     seed: int = 42,
-    epochs: int = 30,
+    max_epochs: int | None = None,
     shots: tuple[int, ...] = (0, 1, 3, 5),
     n_users: int | None = None,
     k: int = 10,
+    encoder: str = DEFAULT_ENCODER,
+    models: tuple[str, ...] | None = None,
     echo: Callable[..., None] = print,
 ) -> pd.DataFrame:
-    """Run every model under every protocol; write and return the results table."""
+    """Run every model under every protocol; write and return the results table.
+
+    ``max_epochs`` caps every trained model's epochs (for quick checks);
+    ``models`` keeps only the named models.
+    """
     data = load_movielens(data_dir)
     if n_users is not None:
         data = subsample_users(data, n_users, seed)
-    settings = CourseSettings(data_dir=data_dir, seed=seed, epochs=epochs, k=k)
-    encoder = TextEncoder(settings.encoder)
+    text_encoder = TextEncoder(encoder)
+    item_features = text_encoder.encode(item_texts(data.items))
+    profile_features = text_encoder.encode(profile_texts(data.users))
+    builders = model_builders(data, item_features, profile_features, seed, max_epochs)
+    if models is not None:
+        unknown = sorted(set(models) - set(builders))
+        if unknown:
+            raise ValueError(
+                f"Unknown or unavailable model(s) {', '.join(unknown)}; "
+                f"choose from {', '.join(builders)}."
+            )
+        builders = {name: builders[name] for name in models}
     rows = []
     for protocol, (split, held_out) in protocols(data, shots, seed).items():
         write_split(out / "splits" / protocol, split)
         seen = [split.train, split.validation]
         segments = segment_users(split.train, data.n_users)
-        for name, build in model_builders(settings, encoder).items():
+        for name, build in builders.items():
             started = time.perf_counter()
-            scorer = build(data, split)
+            scorer = build(split)
             seconds = time.perf_counter() - started
             per_user = evaluate_ranking(scorer, split.test, seen, data.n_items, k)
             write_top_k(
@@ -156,6 +252,9 @@ def quality(
                 per_user["user_index"].to_numpy(),
                 seen,
                 k,
+            )
+            per_user["map_full"] = (
+                per_user["map"] * np.minimum(per_user["n_relevant"], k) / per_user["n_relevant"]
             )
             groups = {"all": per_user}
             if held_out is None:
@@ -185,25 +284,84 @@ def write_results(results: pd.DataFrame, out: Path, k: int) -> None:
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results.to_dict("records"), indent=1) + "\n")
     lines = ["# Quality benchmark", ""]
-    for metric in (f"ndcg@{k}", f"recall@{k}"):
-        table = results[results["metric"] == metric].pivot_table(
-            index=["protocol", "group"], columns="model", values="value", sort=False
-        )
-        lines += [f"## {metric}", "", markdown_table(table), ""]
+    for metric in (f"ndcg@{k}", f"recall@{k}", f"map_full@{k}"):
+        lines += [f"## {metric}", "", markdown_table(metric_table(results, metric)), ""]
+    models = set(results["model"])
+    if "tailrec" in models and any(not m.startswith("tailrec") for m in models):
+        lines += [
+            f"## tailrec against the best baseline (ndcg@{k})",
+            "",
+            markdown_table(against_best_baseline(results, f"ndcg@{k}")),
+            "",
+        ]
     (out / "results.md").write_text("\n".join(lines))
 
 
+def load_results(folder: str | Path) -> pd.DataFrame:
+    """The ``results.json`` that :func:`quality` wrote in ``folder``, as a frame."""
+    path = Path(folder) / "results.json"
+    if not path.is_file():
+        raise ValueError(
+            f"No benchmark results at {path}; run python -m tailrec.bench quality --out {folder}."
+        )
+    return pd.DataFrame(json.loads(path.read_text()))
+
+
+def metric_table(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """One metric with (protocol, group) rows and one column per model, in run order."""
+    chosen = results[results["metric"] == metric]
+    table = chosen.pivot_table(
+        index=["protocol", "group"], columns="model", values="value", sort=False
+    )
+    return table[list(dict.fromkeys(chosen["model"]))]
+
+
+def against_best_baseline(results: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """tailrec beside the best baseline of each row, and its lift over it in percent.
+
+    Baselines are the models whose names do not start with "tailrec"; the
+    ablations are not baselines.
+    """
+    table = metric_table(results, metric)
+    baselines = table[[c for c in table.columns if not c.startswith("tailrec")]]
+    if "tailrec" not in table.columns or baselines.empty:
+        raise ValueError("Comparing with baselines needs tailrec and at least one baseline.")
+    keep = baselines.notna().any(axis=1)  # a group no baseline was scored on has no best
+    table, baselines = table[keep], baselines[keep]
+    return pd.DataFrame(
+        {
+            "tailrec": table["tailrec"],
+            "best_baseline": baselines.idxmax(axis=1),
+            "baseline_value": baselines.max(axis=1),
+            "lift_percent": (table["tailrec"] / baselines.max(axis=1) - 1) * 100,
+        }
+    )
+
+
 def markdown_table(table: pd.DataFrame) -> str:
-    """A pipe table of a frame with a (possibly multi-level) index, values to 4 decimals."""
+    """A pipe table of a frame with a (possibly multi-level) index, numbers to 4 decimals."""
     names = [str(n) for n in table.index.names]
     header = "| " + " | ".join(names + [str(c) for c in table.columns]) + " |"
     rule = "|" + "---|" * (len(names) + len(table.columns))
     body = []
     for key, row in table.iterrows():
         keys = key if isinstance(key, tuple) else (key,)
-        cells = [str(k) for k in keys] + [f"{v:.4f}" for v in row.to_numpy()]
+        cells = [str(k) for k in keys] + [
+            f"{v:.4f}" if isinstance(v, (float, np.floating)) else str(v) for v in row.to_numpy()
+        ]
         body.append("| " + " | ".join(cells) + " |")
     return "\n".join([header, rule, *body])
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -213,11 +371,23 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--data-dir", help="folder holding ml-100k/")
     run.add_argument("--out", type=Path, required=True, help="folder for the results")
     run.add_argument("--seed", type=int, default=42)
-    run.add_argument("--epochs", type=int, default=30)
-    run.add_argument("--users", type=int, help="keep this many random users (a quick check)")
+    run.add_argument(
+        "--max-epochs", type=positive_int, help="cap every trained model's epochs (at least 1)"
+    )
+    run.add_argument(
+        "--users", type=positive_int, help="keep this many random users (a quick check)"
+    )
+    run.add_argument("--models", nargs="+", help="run only these models")
     args = parser.parse_args(argv)
     try:
-        quality(args.data_dir, args.out, seed=args.seed, epochs=args.epochs, n_users=args.users)
+        quality(
+            args.data_dir,
+            args.out,
+            seed=args.seed,
+            max_epochs=args.max_epochs,
+            n_users=args.users,
+            models=tuple(args.models) if args.models else None,
+        )
     except ValueError as error:
         print(f"tailrec.bench: error: {error}", file=sys.stderr)
         return 2

@@ -153,7 +153,7 @@ def run_course(
     if "output_dir" in params:
         refuse_non_empty(Path(params["output_dir"]).expanduser(), "output_dir", "choose a new one")
     # Notebooks run inside notebooks/, so relative paths are resolved against the caller's folder.
-    for name in ("data_dir", "output_dir"):
+    for name in ("data_dir", "output_dir", "benchmark_dir"):
         if isinstance(params.get(name), str):
             params[name] = str(Path(params[name]).expanduser().resolve())
     if "data_dir" in accepted:

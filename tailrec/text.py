@@ -103,6 +103,15 @@ def profile_text(age: int, gender: str, occupation: str, zip_code: str) -> str:
     )
 
 
+def profile_texts(users: pd.DataFrame) -> list[str]:
+    """The profile sentence of every user, in ``user_index`` order."""
+    ordered = users.sort_values("user_index")
+    return [
+        profile_text(row.age, row.gender, row.occupation, row.zip_code)
+        for row in ordered.itertuples(index=False)
+    ]
+
+
 def user_texts(
     users: pd.DataFrame,
     items: pd.DataFrame,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pandas as pd
+import pytest
 
 from tailrec.bench import main, markdown_table
 
@@ -12,7 +13,7 @@ from tailrec.bench import main, markdown_table
 def test_quality_benchmark_writes_results_lists_and_splits(movielens_dir, tmp_path):
     out = tmp_path / "bench"
     args = ["quality", "--data-dir", str(movielens_dir.parent), "--out", str(out)]
-    code = main([*args, "--users", "40", "--epochs", "1"])
+    code = main([*args, "--users", "40", "--max-epochs", "1"])
     assert code == 0
     rows = json.loads((out / "results.json").read_text())
     frame = pd.DataFrame(rows)
@@ -25,7 +26,12 @@ def test_quality_benchmark_writes_results_lists_and_splits(movielens_dir, tmp_pa
         "few_shot_3",
         "few_shot_5",
     }
-    assert set(frame["model"]) == {"popularity", "ease", "bpr_mf", "tailrec", "tailrec_ids_only"}
+    core = {"popularity", "ease", "bpr_mf", "tailrec", "tailrec_no_text", "tailrec_no_profile"}
+    core |= {"tailrec_no_ssl", "tailrec_no_item_item"}
+    assert core <= set(frame["model"])
+    assert set(frame["metric"]) == {f"{m}@10" for m in ("ndcg", "recall", "precision", "map")} | {
+        "map_full@10"
+    }
     assert frame["value"].between(0, 1).all()
     assert "## ndcg@10" in (out / "results.md").read_text()
 
@@ -61,3 +67,25 @@ def test_markdown_table_has_a_header_rule_and_rows():
         "|---|---|---|",
         "| x | 0.1235 | 1.0000 |",
     ]
+
+
+def test_quality_benchmark_refuses_an_unknown_model(movielens_dir, tmp_path, capsys):
+    args = ["quality", "--data-dir", str(movielens_dir.parent), "--out", str(tmp_path)]
+    assert main([*args, "--users", "40", "--models", "ease", "bivae"]) == 2
+    error = capsys.readouterr().err
+    assert "bivae" in error and "choose from" in error
+
+
+def test_a_subset_without_tailrec_still_writes_its_tables(movielens_dir, tmp_path):
+    args = ["quality", "--data-dir", str(movielens_dir.parent), "--out", str(tmp_path)]
+    assert main([*args, "--users", "40", "--models", "popularity", "ease"]) == 0
+    report = (tmp_path / "results.md").read_text()
+    assert "## ndcg@10" in report and "best baseline" not in report
+
+
+@pytest.mark.parametrize("flag", ["--max-epochs", "--users"])
+def test_counts_below_one_are_refused(tmp_path, flag, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["quality", "--out", str(tmp_path), flag, "0"])
+    assert stop.value.code == 2
+    assert "at least 1" in capsys.readouterr().err

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tailrec.baselines import ease_scorer
+from tailrec.baselines import ease_scorer, implicit_scorer, lightfm_scorer
 from tailrec.protocols import few_shot_split, published_split
 
 
@@ -93,3 +93,40 @@ def test_bpr_mf_learns_block_structure(block_interactions):
     assert bpr > chance + 0.15
     again = bpr_mf_scorer(split.train, split.validation, n_users, n_items, **settings)
     np.testing.assert_array_equal(scorer(np.arange(3)), again(np.arange(3)))
+
+
+@pytest.mark.parametrize(
+    ("module", "build"),
+    [
+        ("lightfm", lambda train, u, i: lightfm_scorer(train, u, i, dim=8, epochs=20)),
+        ("implicit", lambda train, u, i: implicit_scorer(train, u, i, "als", dim=8)),
+    ],
+)
+def test_optional_baselines_learn_block_structure(block_interactions, module, build):
+    pytest.importorskip(module)
+    from tailrec.baselines import random_scorer
+    from tailrec.evaluation import evaluate_ranking
+    from tailrec.splits import random_user_split
+
+    data = block_interactions()
+    split = random_user_split(data, seed=0)
+    n_users, n_items = int(data["user_index"].max()) + 1, int(data["item_index"].max()) + 1
+    seen = [split.train, split.validation]
+    scorer = build(pd.concat(seen), n_users, n_items)
+    assert scorer(np.arange(3)).shape == (3, n_items)
+    ndcg = evaluate_ranking(scorer, split.test, seen, n_items)["ndcg"].mean()
+    chance = evaluate_ranking(random_scorer(n_items, 0), split.test, seen, n_items)["ndcg"].mean()
+    assert ndcg > chance + 0.15
+
+
+def test_implicit_scorer_refuses_an_unknown_algorithm(block_interactions):
+    with pytest.raises(ValueError, match="'als' or 'bpr'"):
+        implicit_scorer(block_interactions(), 60, 40, "sgd")
+
+
+def test_a_missing_optional_baseline_says_how_to_install_it(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lightfm", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r"tailrec\[baselines\]"):
+        lightfm_scorer(pd.DataFrame({"user_index": [0], "item_index": [0]}), 1, 1)
