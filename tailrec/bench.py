@@ -220,6 +220,8 @@ def quality(
     ``max_epochs`` caps every trained model's epochs (for quick checks);
     ``models`` keeps only the named models.
     """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (new or existing).")
     data = load_movielens(data_dir)
     if n_users is not None:
         data = subsample_users(data, n_users, seed)
@@ -232,7 +234,8 @@ def quality(
         if unknown:
             raise ValueError(
                 f"Unknown or unavailable model(s) {', '.join(unknown)}; "
-                f"choose from {', '.join(builders)}."
+                f"choose from {', '.join(builders)} (the LightFM and implicit models need "
+                "pip install 'tailrec[baselines]')."
             )
         builders = {name: builders[name] for name in models}
     rows = []
@@ -276,16 +279,26 @@ def quality(
             ndcg = per_user["ndcg"].mean()
             echo(f"{protocol:<12} {name:<18} NDCG@{k} {ndcg:.4f}  fit {seconds:.1f} s", flush=True)
     results = pd.DataFrame(rows)
-    write_results(results, out, k)
+    run = {"seed": seed, "users": data.n_users, "max_epochs": max_epochs, "k": k}
+    write_results(results, out, k, run)
+    echo(f"Results written to {out}", flush=True)
     return results
 
 
-def write_results(results: pd.DataFrame, out: Path, k: int) -> None:
+def write_results(results: pd.DataFrame, out: Path, k: int, run: dict | None = None) -> None:
+    """``results.json`` and ``results.md`` in ``out``; ``run`` (the settings) heads the tables."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results.to_dict("records"), indent=1) + "\n")
     lines = ["# Quality benchmark", ""]
-    for metric in (f"ndcg@{k}", f"recall@{k}", f"map_full@{k}"):
-        lines += [f"## {metric}", "", markdown_table(metric_table(results, metric)), ""]
+    if run:
+        lines += ["Run: " + ", ".join(f"{name} = {value}" for name, value in run.items()), ""]
+    users = results[results["metric"] == f"ndcg@{k}"].pivot_table(
+        index=["protocol", "group"], values="users", aggfunc="max", sort=False
+    )
+    lines += ["## test users per row", "", markdown_table(users.astype(int)), ""]
+    for metric in METRICS:
+        name = f"{metric}@{k}"
+        lines += [f"## {name}", "", markdown_table(metric_table(results, name)), ""]
     models = set(results["model"])
     if "tailrec" in models and any(not m.startswith("tailrec") for m in models):
         lines += [
@@ -377,7 +390,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument(
         "--users", type=positive_int, help="keep this many random users (a quick check)"
     )
-    run.add_argument("--models", nargs="+", help="run only these models")
+    run.add_argument(
+        "--models", nargs="+", help="run only these models, space-separated (see the README)"
+    )
     args = parser.parse_args(argv)
     try:
         quality(
@@ -388,8 +403,8 @@ def main(argv: list[str] | None = None) -> int:
             n_users=args.users,
             models=tuple(args.models) if args.models else None,
         )
-    except ValueError as error:
-        print(f"tailrec.bench: error: {error}", file=sys.stderr)
+    except (ValueError, OSError) as error:
+        print(f"python -m tailrec.bench: error: {error}", file=sys.stderr)
         return 2
     return 0
 

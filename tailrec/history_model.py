@@ -246,6 +246,11 @@ def history_scorer(
     def score(users: np.ndarray) -> np.ndarray:
         model.eval()
         batch = torch.tensor(users, dtype=torch.long)
+        if len(batch) and (batch.min() < 0 or batch.max() >= len(profiles)):
+            raise ValueError(
+                f"User indices must lie in 0..{len(profiles) - 1} (one per profile row); "
+                f"got {batch.min().item()}..{batch.max().item()}."
+            )
         with torch.no_grad():
             logits = model(_rows(matrix, batch).to(device), profiles[batch].to(device)).float()
             if log_probabilities:

@@ -305,7 +305,13 @@ def fit_tailrec_parts(
         )
     items = torch.as_tensor(item_features, dtype=torch.float32)
     profiles = torch.as_tensor(profile_features, dtype=torch.float32)
-    for frame in (train, validation):
+    for name, frame in (("train", train), ("validation", validation)):
+        missing = {"user_index", "item_index"} - set(frame.columns)
+        if missing:
+            raise ValueError(
+                f"{name} lacks the column(s) {', '.join(sorted(missing))}: pass interactions "
+                "with 0-based user_index and item_index, as tailrec.data.load_movielens makes."
+            )
         check_indices(frame, len(profiles), n_items)
     # The prior refuses unusable profiles; find out before any training.
     ProfilePrior.fit(profile_features, train, n_items)
@@ -341,7 +347,8 @@ def fit_tailrec(
     Parameters
     ----------
     train, validation : pandas.DataFrame
-        Interactions (``user_index``, ``item_index``, ``timestamp``); the
+        Interactions (``user_index``, ``item_index``, and ``timestamp`` when
+        known: it decides which items a held-out user is shown first); the
         test split is never passed.
     item_features, profile_features : numpy.ndarray
         Text-encoder features of every item and of every user's profile.

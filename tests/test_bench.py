@@ -89,3 +89,11 @@ def test_counts_below_one_are_refused(tmp_path, flag, capsys):
         main(["quality", "--out", str(tmp_path), flag, "0"])
     assert stop.value.code == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
+    target = tmp_path / "taken"
+    target.write_text("keep me")
+    assert main(["quality", "--out", str(target)]) == 2
+    assert "is a file" in capsys.readouterr().err
+    assert target.read_text() == "keep me"

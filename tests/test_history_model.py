@@ -152,3 +152,16 @@ def test_without_item_item_weights_the_blend_is_off(small_run):
     config = HistoryModelConfig(epochs=5, eval_every=5, seed=3)
     _, info = fit_tailrec(split.train, split.validation, items, profiles, config, item_item=False)
     assert info["item_item_weight"] == 0.0
+
+
+def test_scoring_a_user_with_no_profile_row_is_refused():
+    scorer = history_scorer(toy_model(), toy_history(), torch.zeros(5, WIDTH))
+    with pytest.raises(ValueError, match=r"0\.\.4"):
+        scorer(np.array([7]))
+
+
+def test_fit_tailrec_names_missing_columns(small_run):
+    _, split, items, profiles = small_run
+    renamed = split.train.rename(columns={"user_index": "user_id_text"})
+    with pytest.raises(ValueError, match="lacks the column"):
+        fit_tailrec(renamed, split.validation, items, profiles)
