@@ -29,6 +29,7 @@ validation.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -226,6 +227,19 @@ class TailrecFit:
         Leaving a part out re-chooses the other weights without it, so an
         ablation is the best the remaining parts can do.
         """
+        build, info = self.history_recommender(item_item, profile_prior)
+        return build(self.full), info
+
+    def history_recommender(
+        self, item_item: bool = True, profile_prior: bool = True
+    ) -> tuple[Callable[[pd.DataFrame], Scorer], dict]:
+        """Like :meth:`recommender`, but as a function of the history the users have.
+
+        Nothing is retrained when the history changes: ``build(history)``
+        scores every user from ``history`` (their ratings so far, with new
+        clicks added, or a brand-new user's first ratings) using the trained
+        parts. This is the fold-in that :mod:`tailrec.feedback` relies on.
+        """
         probe, final = self.probe, self.final
         if not item_item:
             probe, final = replace(probe, item_item=None), replace(final, item_item=None)
@@ -278,7 +292,7 @@ class TailrecFit:
         }
         if final.prior is not None:
             info |= {"prior_k": final.prior.k, "prior_mix": final.prior.mix}
-        return final.scorer(self.full, profiles, weights), info
+        return (lambda history: final.scorer(history, profiles, weights)), info
 
 
 def fit_tailrec_parts(

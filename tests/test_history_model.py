@@ -165,3 +165,18 @@ def test_fit_tailrec_names_missing_columns(small_run):
     renamed = split.train.rename(columns={"user_index": "user_id_text"})
     with pytest.raises(ValueError, match="lacks the column"):
         fit_tailrec(renamed, split.validation, items, profiles)
+
+
+def test_folding_in_a_click_changes_only_that_users_scores(small_run):
+    from tailrec.recommender import fit_tailrec_parts
+
+    _, split, items, profiles = small_run
+    config = HistoryModelConfig(epochs=10, seed=3)
+    fitted = fit_tailrec_parts(split.train, split.validation, items, profiles, config)
+    build, _ = fitted.history_recommender()
+    users = np.unique(split.test["user_index"])[:5]
+    before = build(fitted.full)(users)
+    click = split.test[split.test["user_index"] == users[0]].head(1)[["user_index", "item_index"]]
+    after = build(pd.concat([fitted.full, click]))(users)
+    assert not np.allclose(before[0], after[0])
+    np.testing.assert_array_equal(before[1:], after[1:])
