@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tailrec.evaluation import Scorer, evaluate_ranking
+from tailrec.evaluation import Scorer, evaluate_ranking, interaction_rows
 from tailrec.training import NegativeSampler
 
 
@@ -63,16 +63,8 @@ def item_item_scorer(B: np.ndarray, history: pd.DataFrame) -> Scorer:
 
     Users absent from ``history`` score zero everywhere.
     """
-    n_items = len(B)
-    by_user = history.groupby("user_index")["item_index"].apply(np.unique).to_dict()
-
-    def score(users: np.ndarray) -> np.ndarray:
-        rows = np.zeros((len(users), n_items))
-        for row, user in enumerate(users):
-            rows[row, by_user.get(int(user), [])] = 1.0
-        return rows @ B  # (B, n_items) @ (n_items, n_items)
-
-    return score
+    rows_of = interaction_rows(history, len(B))
+    return lambda users: rows_of(users) @ B  # (U, n_items) @ (n_items, n_items)
 
 
 def ease_scorer(train: pd.DataFrame, n_items: int, l2: float = 500.0) -> Scorer:

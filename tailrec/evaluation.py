@@ -66,6 +66,22 @@ def text_item_scorer(model: BilinearModel) -> Scorer:
     return score
 
 
+def interaction_rows(history: pd.DataFrame, n_items: int) -> Callable[[np.ndarray], np.ndarray]:
+    """A function from user indices to their 0/1 rows of ``history``, (B, n_items) float64.
+
+    Users absent from ``history`` get rows of zeros.
+    """
+    by_user = history.groupby("user_index")["item_index"].apply(np.unique).to_dict()
+
+    def rows(users: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(users), n_items))
+        for row, user in enumerate(users):
+            out[row, by_user.get(int(user), [])] = 1.0
+        return out
+
+    return rows
+
+
 def tie_break_keys(users: np.ndarray, items: np.ndarray) -> np.ndarray:
     """A fixed pseudo-random key per (user, item) pair that orders tied scores.
 

@@ -41,6 +41,7 @@ from torch.nn import functional as F
 
 from tailrec.checks import require_whole_number
 from tailrec.evaluation import Scorer, evaluate_ranking
+from tailrec.model import checked_features
 from tailrec.training import TrainHistory
 
 logger = logging.getLogger(__name__)
@@ -150,8 +151,8 @@ class HistoryBilinearModel(nn.Module):
     ) -> None:
         super().__init__()
         self.config = config or HistoryModelConfig()
-        item_features = _finite_matrix("item_features", item_features)
-        profile_features = _finite_matrix("profile_features", profile_features)
+        item_features = checked_features("item_features", item_features)
+        profile_features = checked_features("profile_features", profile_features)
         if item_features.shape[1] != profile_features.shape[1]:
             raise ValueError(
                 f"item_features and profile_features must come from one encoder (same width); "
@@ -367,17 +368,3 @@ def check_indices(interactions: pd.DataFrame, n_users: int, n_items: int) -> Non
 
 def _normal(shape: tuple[int, int], std: float, generator: torch.Generator) -> torch.Tensor:
     return torch.randn(shape, generator=generator) * std
-
-
-def _finite_matrix(name: str, features: np.ndarray | torch.Tensor) -> torch.Tensor:
-    features = torch.as_tensor(features).float().clone()
-    if features.ndim != 2 or features.shape[0] == 0:
-        raise ValueError(
-            f"{name} must be a non-empty 2-D matrix; got shape {tuple(features.shape)}."
-        )
-    if not torch.isfinite(features).all():
-        raise ValueError(
-            f"{name} holds NaN or infinite values; "
-            "re-encode the texts with an empty embedding cache."
-        )
-    return features

@@ -89,8 +89,8 @@ class BilinearModel(nn.Module):
                 self.item_embeddings.weight, std=self.config.init_std, generator=generator
             )
         if self.config.use_text:
-            user_features = _checked_features("user_features", user_features, n_users)
-            item_features = _checked_features("item_features", item_features, n_items)
+            user_features = checked_features("user_features", user_features, n_users)
+            item_features = checked_features("item_features", item_features, n_items)
             # Buffers: saved with the model, moved with .to(), but never trained.
             self.register_buffer("user_features", user_features)
             self.register_buffer("item_features", item_features)
@@ -176,11 +176,16 @@ class BilinearModel(nn.Module):
         return user_vecs @ self.W @ item_vecs.T
 
 
-def _checked_features(name: str, features: torch.Tensor, rows: int) -> torch.Tensor:
-    """A float32 copy of ``features`` after checking its shape and values."""
+def checked_features(name: str, features: torch.Tensor, rows: int | None = None) -> torch.Tensor:
+    """A float32 copy of ``features`` after checking its shape and values.
+
+    ``rows`` is the number of rows required; None asks only for at least one.
+    """
     features = torch.as_tensor(features).float().clone()
-    if features.ndim != 2 or features.shape[0] != rows:
-        raise ValueError(f"{name} must have shape ({rows}, F); got {tuple(features.shape)}.")
+    n = features.shape[0] if features.ndim == 2 else -1
+    if n < 1 or (rows is not None and n != rows):
+        wanted = "(N, F) with N >= 1" if rows is None else f"({rows}, F)"
+        raise ValueError(f"{name} must have shape {wanted}; got {tuple(features.shape)}.")
     if not torch.isfinite(features).all():
         raise ValueError(
             f"{name} holds NaN or infinite values (after conversion to float32); "

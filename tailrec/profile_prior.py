@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from tailrec.checks import require_whole_number
-from tailrec.evaluation import Scorer, evaluate_ranking
+from tailrec.evaluation import Scorer, evaluate_ranking, interaction_rows
 
 NEIGHBOUR_GRID = (20, 50, 100, 200)
 MIX_GRID = (0.3, 0.6, 1.0)
@@ -127,16 +127,10 @@ class ProfilePrior:
         """A scorer; with ``history`` (interactions) and ``history_weight``, see above."""
         if history is None or history_weight == 0:
             return lambda users: self.log_probabilities(users, leave_self_out)
-        n_items = self.counts.shape[1]
-        by_user = history.groupby("user_index")["item_index"].apply(np.asarray).to_dict()
-
-        def score(users: np.ndarray) -> np.ndarray:
-            rows = np.zeros((len(users), n_items))
-            for row, user in enumerate(users):
-                rows[row, by_user.get(int(user), [])] = 1.0
-            return self.log_probabilities(users, leave_self_out, rows, history_weight)
-
-        return score
+        rows_of = interaction_rows(history, self.counts.shape[1])
+        return lambda users: self.log_probabilities(
+            users, leave_self_out, rows_of(users), history_weight
+        )
 
 
 def fit_profile_prior(
