@@ -27,7 +27,6 @@ rarely rated items to the text of similar, well-known ones.
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -42,7 +41,7 @@ from torch.nn import functional as F
 from tailrec.checks import require_whole_number
 from tailrec.evaluation import Scorer, evaluate_ranking
 from tailrec.model import checked_features
-from tailrec.training import TrainHistory
+from tailrec.training import EarlyStopping, TrainHistory
 
 logger = logging.getLogger(__name__)
 
@@ -291,7 +290,7 @@ def train_history_model(
         device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"
     )
     history = TrainHistory()
-    best_ndcg, best_state = -math.inf, copy.deepcopy(model.state_dict())
+    stopping = EarlyStopping(model, history, config.patience)
     for epoch in range(1, epochs + 1):
         started = time.perf_counter()
         model.train()
@@ -332,23 +331,13 @@ def train_history_model(
                 "ndcg"
             ].mean()
         )
-        if not math.isfinite(ndcg):
-            raise ValueError(
-                "The validation NDCG is undefined (no validation user has a held-out item); "
-                "early stopping needs a validation set with at least one interaction."
-            )
-        history.validation_ndcg.append(ndcg)
         logger.info("epoch %d: loss %.4f, validation NDCG %.4f", epoch, total / len(active), ndcg)
-        if ndcg > best_ndcg:
-            best_ndcg, history.best_epoch = ndcg, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch - history.best_epoch >= config.patience:
-            history.stopped_early = True
+        if stopping.should_stop(epoch, ndcg):
             break
     if validation is None:
         history.best_epoch = epochs
     else:
-        model.load_state_dict(best_state)
+        stopping.restore()
     return history
 
 

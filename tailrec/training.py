@@ -98,6 +98,38 @@ class TrainHistory:
         return asdict(self)
 
 
+class EarlyStopping:
+    """Keep the weights of the epoch with the best validation NDCG, and say when to stop.
+
+    Records each validation NDCG in ``history``; stops once ``patience``
+    epochs have passed without a better one. :meth:`restore` puts the best
+    weights back into the model.
+    """
+
+    def __init__(self, model: torch.nn.Module, history: TrainHistory, patience: int) -> None:
+        self.model, self.history, self.patience = model, history, patience
+        self.best_ndcg = -math.inf
+        self.best_state = copy.deepcopy(model.state_dict())
+
+    def should_stop(self, epoch: int, ndcg: float) -> bool:
+        """Record ``ndcg`` for the 1-based ``epoch``; True when training should end."""
+        if not math.isfinite(ndcg):
+            raise ValueError(
+                "The validation NDCG is undefined (no validation user has a held-out item); "
+                "early stopping needs a validation set with at least one interaction."
+            )
+        self.history.validation_ndcg.append(ndcg)
+        if ndcg > self.best_ndcg:
+            self.best_ndcg, self.history.best_epoch = ndcg, epoch
+            self.best_state = copy.deepcopy(self.model.state_dict())
+            return False
+        self.history.stopped_early = epoch - self.history.best_epoch >= self.patience
+        return self.history.stopped_early
+
+    def restore(self) -> None:
+        self.model.load_state_dict(self.best_state)
+
+
 class NegativeSampler:
     """Draw items a user has not interacted with in training, uniformly and reproducibly."""
 
@@ -161,7 +193,7 @@ def train(
     )
 
     history = TrainHistory()
-    best_ndcg, best_state = -math.inf, copy.deepcopy(model.state_dict())
+    stopping = EarlyStopping(model, history, config.patience)
     bar = tqdm(range(config.epochs), disable=not config.progress, desc="epochs")
     for epoch in bar:
         started = time.perf_counter()
@@ -200,25 +232,14 @@ def train(
             model_scorer(model), validation, [train_data], model.n_items, config.eval_k
         )
         ndcg = float(per_user["ndcg"].mean())
-        if not math.isfinite(ndcg):
-            raise ValueError(
-                "The validation NDCG is undefined (no validation user has a held-out item); "
-                "early stopping needs a validation set with at least one interaction."
-            )
         history.train_loss.append(total_loss / len(users))
-        history.validation_ndcg.append(ndcg)
         history.seconds.append(time.perf_counter() - started)
         bar.set_postfix(loss=f"{history.train_loss[-1]:.4f}", val_ndcg=f"{ndcg:.4f}")
         logger.info(
             "epoch %d: loss %.4f, validation NDCG %.4f", epoch + 1, history.train_loss[-1], ndcg
         )
-
-        if ndcg > best_ndcg:
-            best_ndcg, history.best_epoch = ndcg, epoch + 1
-            best_state = copy.deepcopy(model.state_dict())
-        elif epoch + 1 - history.best_epoch >= config.patience:
-            history.stopped_early = True
+        if stopping.should_stop(epoch + 1, ndcg):
             break
     bar.close()
-    model.load_state_dict(best_state)
+    stopping.restore()
     return history
