@@ -1,12 +1,15 @@
 """The ``tailrec`` command.
 
 ``tailrec run`` executes the course notebooks in order into a new run
-directory and prints a summary of their key figures.
+directory and prints a summary of their key figures. ``tailrec fit``,
+``tailrec recommend`` and ``tailrec evaluate`` train the long-tail
+recommender on your own interaction logs and serve it (:mod:`tailrec.service`).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from pathlib import Path
@@ -33,7 +36,71 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--data-dir", help="folder holding ml-100k/ (default: $TAILREC_DATA_DIR or data/)"
     )
+    _add_fit(commands)
+    _add_recommend(commands)
+    _add_evaluate(commands)
     return parser
+
+
+def _add_reading(parser: argparse.ArgumentParser) -> None:
+    """How to read an interaction file: its columns, separator and encoding."""
+    group = parser.add_argument_group("reading the interaction file")
+    group.add_argument("--user-col", help="user id column (default: user_id, userId, user...)")
+    group.add_argument("--item-col", help="item id column (default: item_id, itemId, item...)")
+    group.add_argument("--rating-col", help="rating column (default: rating, if present)")
+    group.add_argument("--time-col", help="time column: epoch s or ms, or ISO text")
+    group.add_argument("--sep", help="separator, e.g. , or ; or tab (default: detected)")
+    group.add_argument("--encoding", help="text encoding, e.g. latin-1 (default: detected)")
+    group.add_argument(
+        "--no-header",
+        action="store_true",
+        help="the file has no header row; name columns by number (--user-col 1)",
+    )
+
+
+def _add_fit(commands) -> None:
+    fit = commands.add_parser("fit", help="train the recommender on your own interaction logs")
+    fit.add_argument("--interactions", type=Path, required=True, help="CSV or Parquet file")
+    fit.add_argument("--out", type=Path, required=True, help="new folder for the model")
+    _add_reading(fit)
+    items = fit.add_argument_group("item table (optional)")
+    items.add_argument("--items", type=Path, help="CSV or Parquet file, one row per item")
+    items.add_argument("--item-id-col", help="its id column (default: the --item-col name)")
+    items.add_argument(
+        "--item-text-cols", nargs="+", help="columns describing an item (default: all others)"
+    )
+    users = fit.add_argument_group("user table (optional)")
+    users.add_argument("--users", type=Path, help="CSV or Parquet file, one row per user")
+    users.add_argument("--user-id-col", help="its id column (default: the --user-col name)")
+    users.add_argument(
+        "--user-cols", nargs="+", help="attribute columns for the profile (default: all others)"
+    )
+    fit.add_argument("--epochs", type=int, help="most training epochs (default: 200)")
+    fit.add_argument("--seed", type=int, default=42)
+    fit.add_argument("--encoder", help="text encoder (default: all-MiniLM-L6-v2, shipped)")
+
+
+def _add_recommend(commands) -> None:
+    recommend = commands.add_parser("recommend", help="print a user's top items as JSON")
+    recommend.add_argument("--model", type=Path, required=True, help="folder from tailrec fit")
+    recommend.add_argument("--user", help="a known user's id (exactly as in the logs)")
+    recommend.add_argument("--profile", help="a new user's profile text")
+    recommend.add_argument(
+        "--history", nargs="+", default=[], metavar="ITEM_ID", help="a new user's items so far"
+    )
+    recommend.add_argument("-k", type=int, default=10, help="list length (default: 10)")
+    recommend.add_argument(
+        "--exclude-seen", action="store_true", help="leave out items the user already has"
+    )
+
+
+def _add_evaluate(commands) -> None:
+    evaluate = commands.add_parser("evaluate", help="ranking metrics on a held-out file")
+    evaluate.add_argument("--model", type=Path, required=True, help="folder from tailrec fit")
+    evaluate.add_argument("--test", type=Path, required=True, help="held-out interactions")
+    evaluate.add_argument("-k", type=int, default=10, help="list length (default: 10)")
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _add_reading(evaluate)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -49,6 +116,117 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _separator(value: str | None) -> str | None:
+    return {"tab": "\t", "\\t": "\t"}.get(value, value) if value else None
+
+
+def _reading(args: argparse.Namespace, stored: dict | None = None) -> dict:
+    """The reading settings from the flags, falling back to ``stored`` (those of the fit)."""
+    stored = stored or {}
+    given = {
+        "user": args.user_col,
+        "item": args.item_col,
+        "rating": args.rating_col,
+        "time": args.time_col,
+        "sep": _separator(args.sep),
+        "encoding": args.encoding,
+        "header": False if args.no_header else None,
+    }
+    return {key: value if value is not None else stored.get(key) for key, value in given.items()}
+
+
+def _read_logs(path: Path, reading: dict):
+    from tailrec.logs import Columns, read_interactions
+
+    columns = Columns(reading["user"], reading["item"], reading["rating"], reading["time"])
+    return read_interactions(path, columns, reading["sep"], reading["encoding"], reading["header"])
+
+
+def _fit(args: argparse.Namespace) -> int:
+    from tailrec.history_model import HistoryModelConfig
+    from tailrec.logs import read_attribute_table
+    from tailrec.runner import refuse_non_empty
+    from tailrec.service import REPORT_FILE, fit_on_logs, index_logs
+
+    refuse_non_empty(args.out, "The output folder", "choose a new --out folder")
+    frame, report, reading = _read_logs(args.interactions, _reading(args))
+    reports = [report]
+    item_texts = user_texts = None
+    if args.items:
+        item_id = args.item_id_col or reading["item"] or "item_id"
+        item_texts, item_report = read_attribute_table(
+            args.items, item_id, args.item_text_cols, "item", encoding=args.encoding
+        )
+        reports.append(item_report)
+    if args.users:
+        user_id = args.user_id_col or reading["user"] or "user_id"
+        user_texts, user_report = read_attribute_table(
+            args.users, user_id, args.user_cols, "user", encoding=args.encoding
+        )
+        reports.append(user_report)
+    data = index_logs(frame, item_texts, user_texts)
+    summary = "\n\n".join(r.text() for r in reports)
+    if data.notes:
+        summary += "\n\nfor the model:\n" + "\n".join(f"  {note}" for note in data.notes)
+    print(summary, flush=True)
+    config = HistoryModelConfig(seed=args.seed)
+    if args.epochs is not None:
+        config = HistoryModelConfig(seed=args.seed, epochs=args.epochs)
+    print("\ntraining...", file=sys.stderr, flush=True)
+    kwargs = {"encoder": args.encoder} if args.encoder else {}
+    trained = fit_on_logs(data, config=config, reading=reading, **kwargs)
+    trained.save(args.out)
+    (args.out / REPORT_FILE).write_text(summary + "\n")
+    chosen = trained.info
+    print(
+        f"\nfitted: {chosen['epochs']} epoch(s), item-item weight {chosen['item_item']:g}, "
+        f"prior weight {chosen['prior']:g}, trust count {chosen['trust_count']:g}"
+    )
+    print(f"model saved in {args.out}")
+    return 0
+
+
+def _recommend(args: argparse.Namespace) -> int:
+    from tailrec.service import TrainedRecommender
+
+    trained = TrainedRecommender.load(args.model)
+    if args.user is not None:
+        if args.profile is not None or args.history:
+            raise ValueError(
+                "--user serves a known user from their own history; --profile and --history "
+                "describe a new user. Pass one or the other."
+            )
+        answer = trained.recommend(args.user, args.k, args.exclude_seen)
+    else:
+        answer = trained.recommend_new(args.profile, args.history, args.k)
+    print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from tailrec.service import TrainedRecommender
+
+    trained = TrainedRecommender.load(args.model)
+    # The fit's columns and format, but a test file need not carry ratings or times.
+    stored = {k: v for k, v in trained.reading.items() if k not in ("rating", "time")}
+    frame, report, _ = _read_logs(args.test, _reading(args, stored))
+    table, notes = trained.evaluate(frame, args.k)
+    table = table.round(4)
+    if args.json:
+        result = {"k": args.k, "metrics": table.to_dict(orient="index"), "notes": notes}
+        print(json.dumps(result, indent=2))
+        return 0
+    print(report.text())
+    for note in notes:
+        print(f"  {note}")
+    print(f"\nmetrics at k = {args.k}:")
+    print(table.to_string())
+    return 0
+
+
+COMMANDS = {"run": _run, "fit": _fit, "recommend": _recommend, "evaluate": _evaluate}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -57,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     from tailrec.runner import NotebookError
 
     try:
-        return _run(args)
+        return COMMANDS[args.command](args)
     except NotebookError as error:
         if args.debug:
             raise
@@ -70,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tailrec: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tailrec: interrupted; the partly executed notebook is kept.", file=sys.stderr)
+        kept = "the partly executed notebook is kept" if args.command == "run" else "nothing saved"
+        print(f"tailrec: interrupted; {kept}.", file=sys.stderr)
         return 130
 
 

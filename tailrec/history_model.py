@@ -180,6 +180,36 @@ class HistoryBilinearModel(nn.Module):
             vectors = vectors + self.item_features @ self.item_text_projection
         return vectors
 
+    def item_vectors_from_text(self, item_features: torch.Tensor) -> torch.Tensor:
+        """Target-side vectors of items known only by their text, ``P_item(text)``.
+
+        A film that training never saw has no ID embedding ``e_i`` and no bias
+        ``b_i``; its vector is its projected text alone. Score it as
+        ``u W vᵀ`` (:meth:`user_vectors`, :attr:`W`) with a neutral bias: a
+        bias shared by all new items does not change how they rank.
+
+        Parameters
+        ----------
+        item_features : torch.Tensor of float32, shape (N, F)
+            Features from the encoder that made the model's ``item_features``.
+
+        Returns
+        -------
+        torch.Tensor of float32, shape (N, dim)
+        """
+        if not self.config.use_item_text:
+            raise ValueError(
+                "This model was trained without item text (use_item_text=False), so it cannot "
+                "place an item known only by its text; train with use_item_text=True."
+            )
+        features = checked_features("item_features", item_features)
+        if features.shape[1] != self.item_features.shape[1]:
+            raise ValueError(
+                f"item_features must come from the model's encoder (width "
+                f"{self.item_features.shape[1]}); got width {features.shape[1]}."
+            )
+        return features.to(self.item_text_projection.device) @ self.item_text_projection
+
     def history_item_vectors(self) -> torch.Tensor:
         """History-side vectors of every item, (n_items, dim)."""
         vectors = self.history_embeddings

@@ -185,19 +185,24 @@ def _fit_parts(
     profiles: torch.Tensor,
     config: HistoryModelConfig,
     epochs: int,
-    ease_l2: float,
+    ease_l2: float | None,
+    use_prior: bool,
     device: torch.device | str,
 ) -> Parts:
     """Every part fitted on ``train``: the model for ``epochs``, EASE with ``ease_l2``.
 
     The prior's ``k`` and ``mix`` are chosen again by leave-one-out on this
     (larger) data; the weights chosen with the probe's prior carry over.
+    ``ease_l2`` None leaves the item-item term out, ``use_prior`` False the prior.
     """
     model = HistoryBilinearModel(items, profiles, config)
     train_history_model(model, train, None, profiles, device, epochs=epochs)
     n_items = len(items)
-    prior, _ = fit_profile_prior(profiles.numpy(), train, n_items, seed=config.seed)
-    return Parts(model, ease_item_weights(train, n_items, ease_l2), prior)
+    prior = None
+    if use_prior:
+        prior = fit_profile_prior(profiles.numpy(), train, n_items, seed=config.seed)[0]
+    item_item = None if ease_l2 is None else ease_item_weights(train, n_items, ease_l2)
+    return Parts(model, item_item, prior)
 
 
 @dataclass
@@ -240,6 +245,21 @@ class TailrecFit:
         clicks added, or a brand-new user's first ratings) using the trained
         parts. This is the fold-in that :mod:`tailrec.feedback` relies on.
         """
+        final, weights = self.chosen(item_item, profile_prior)
+        info = {
+            **self.info,
+            "item_item_weight": weights.item_item,
+            "prior_weight": weights.prior,
+            "prior_history_weight": weights.prior_history,
+            "trust_count": weights.trust_count,
+        }
+        if final.prior is not None:
+            info |= {"prior_k": final.prior.k, "prior_mix": final.prior.mix}
+        profiles = self.profiles
+        return (lambda history: final.scorer(history, profiles, weights)), info
+
+    def chosen(self, item_item: bool = True, profile_prior: bool = True) -> tuple[Parts, Weights]:
+        """The final parts (without those left out) and the weights chosen for them."""
         probe, final = self.probe, self.final
         if not item_item:
             probe, final = replace(probe, item_item=None), replace(final, item_item=None)
@@ -255,6 +275,8 @@ class TailrecFit:
             else:
                 scorer = probe.scorer(history, profiles, weights)
                 relevant, seen = self.validation, history
+            if len(relevant) == 0:  # too few users to hold any out: nothing to choose by
+                return 0.0
             per_user = evaluate_ranking(scorer, relevant, [seen], self.n_items, self.eval_k)
             return float(per_user["ndcg"].mean())
 
@@ -283,25 +305,17 @@ class TailrecFit:
         weights = best(
             weights, "trust_count", TRUST_COUNTS, lambda w: (warm_ndcg(w) + new_ndcg(w)) / 2
         )
-        info = {
-            **self.info,
-            "item_item_weight": weights.item_item,
-            "prior_weight": weights.prior,
-            "prior_history_weight": weights.prior_history,
-            "trust_count": weights.trust_count,
-        }
-        if final.prior is not None:
-            info |= {"prior_k": final.prior.k, "prior_mix": final.prior.mix}
-        return (lambda history: final.scorer(history, profiles, weights)), info
+        return final, weights
 
 
 def fit_tailrec_parts(
     train: pd.DataFrame,
     validation: pd.DataFrame,
     item_features: np.ndarray,
-    profile_features: np.ndarray,
+    profile_features: np.ndarray | None,
     config: HistoryModelConfig | None = None,
     device: torch.device | str = "cpu",
+    item_item: bool = True,
 ) -> TailrecFit:
     """Train every piece once: a probe to choose weights with, and the final parts.
 
@@ -309,6 +323,10 @@ def fit_tailrec_parts(
     epochs are chosen by early stopping on the other users' validation
     interactions, and EASE's ``l2`` on the same. The final parts are refit on
     train + validation with those settings.
+
+    ``profile_features`` None (no profiles known) leaves the profile prior
+    out; ``item_item`` False leaves EASE's term out, which a large catalogue
+    needs: ``B`` is a dense (n_items, n_items) matrix.
     """
     config = config or HistoryModelConfig()
     n_items = len(item_features)
@@ -318,6 +336,10 @@ def fit_tailrec_parts(
             f"{config.eval_k}; set HistoryModelConfig(eval_k=...) to at most {n_items}."
         )
     items = torch.as_tensor(item_features, dtype=torch.float32)
+    use_prior = profile_features is not None
+    if profile_features is None:
+        n_users = int(pd.concat([train["user_index"], validation["user_index"]]).max()) + 1
+        profile_features = placeholder_profiles(n_users, items.shape[1])
     profiles = torch.as_tensor(profile_features, dtype=torch.float32)
     for name, frame in (("train", train), ("validation", validation)):
         missing = {"user_index", "item_index"} - set(frame.columns)
@@ -327,23 +349,31 @@ def fit_tailrec_parts(
                 "with 0-based user_index and item_index, as tailrec.data.load_movielens makes."
             )
         check_indices(frame, len(profiles), n_items)
-    # The prior refuses unusable profiles; find out before any training.
-    ProfilePrior.fit(profile_features, train, n_items)
+    if use_prior:  # the prior refuses unusable profiles; find out before any training
+        ProfilePrior.fit(profile_features, train, n_items)
     check = new_user_check(train, validation, seed=config.seed)
     held = np.unique(pd.concat([check.shown, check.hidden])["user_index"])
     probe_validation = validation[~validation["user_index"].isin(held)]
 
     model = HistoryBilinearModel(items, profiles, config)
     epochs = train_history_model(model, check.train, probe_validation, profiles, device).best_epoch
-    ease_l2 = fit_ease(check.train, probe_validation, n_items)[1]
-    prior = fit_profile_prior(profile_features, check.train, n_items, seed=config.seed)[0]
-    probe = Parts(model, ease_item_weights(check.train, n_items, ease_l2), prior)
+    ease_l2 = fit_ease(check.train, probe_validation, n_items)[1] if item_item else None
+    prior = None
+    if use_prior:
+        prior = fit_profile_prior(profile_features, check.train, n_items, seed=config.seed)[0]
+    probe_item_item = None if ease_l2 is None else ease_item_weights(check.train, n_items, ease_l2)
+    probe = Parts(model, probe_item_item, prior)
     full = pd.concat([train, validation])
-    final = _fit_parts(full, items, profiles, config, epochs, ease_l2, device)
+    final = _fit_parts(full, items, profiles, config, epochs, ease_l2, use_prior, device)
     info = {"epochs": epochs, "ease_l2": ease_l2}
     return TailrecFit(
         probe, final, check, probe_validation, full, profiles, n_items, config.eval_k, info
     )
+
+
+def placeholder_profiles(n_users: int, width: int) -> np.ndarray:
+    """One constant unit vector per user, for data without profiles (the model needs a row each)."""
+    return np.full((n_users, width), width**-0.5, dtype=np.float32)
 
 
 def fit_tailrec(
