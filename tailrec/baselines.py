@@ -80,12 +80,15 @@ def fit_ease(
     validation: pd.DataFrame,
     n_items: int,
     l2_grid: tuple[float, ...] = EASE_L2_GRID,
+    k: int = 10,
 ) -> tuple[Scorer, float]:
-    """EASE with ``l2`` chosen on ``validation``, refit on train + validation; and that ``l2``."""
+    """EASE with ``l2`` chosen on ``validation`` by NDCG@``k`` (at most the catalogue), refit on
+    train + validation; and that ``l2``."""
+    k = min(k, n_items)
     best = max(
         l2_grid,
         key=lambda l2: evaluate_ranking(
-            ease_scorer(train, n_items, l2), validation, [train], n_items
+            ease_scorer(train, n_items, l2), validation, [train], n_items, k
         )["ndcg"].mean(),
     )
     return ease_scorer(pd.concat([train, validation]), n_items, best), best

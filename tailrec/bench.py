@@ -51,6 +51,7 @@ from tailrec.data import InteractionData, load_movielens, subsample_users
 from tailrec.device import best_device
 from tailrec.encoder import DEFAULT_ENCODER, TextEncoder
 from tailrec.evaluation import Scorer, evaluate_ranking, top_k_items
+from tailrec.feedback_bench import USER_STEPS, compare_feedback, update_lift
 from tailrec.history_model import HistoryModelConfig
 from tailrec.protocols import few_shot_split, published_split
 from tailrec.recommender import TailrecFit, fit_tailrec_parts
@@ -381,6 +382,70 @@ def write_new_items(results: pd.DataFrame, out: Path, run: dict) -> None:
     (out / "new_items.md").write_text("\n".join(lines))
 
 
+def feedback(
+    data_dir: str | None,
+    out: Path,
+    seed: int = 42,
+    max_epochs: int | None = None,
+    n_users: int | None = None,
+    rounds: int = 5,
+    k: int = 10,
+    encoder: str = DEFAULT_ENCODER,
+    echo: Callable[..., None] = print,
+) -> pd.DataFrame:
+    """Measure CTR and conversion by round (:func:`tailrec.feedback_bench.compare_feedback`)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (new or existing).")
+    data = load_movielens(data_dir)
+    if n_users is not None:
+        data = subsample_users(data, n_users, seed)
+    text_encoder = TextEncoder(encoder)
+    item_features = text_encoder.encode(item_texts(data.items))
+    profile_features = text_encoder.encode(profile_texts(data.users))
+    started = time.perf_counter()
+    results, facts = compare_feedback(
+        data, item_features, profile_features, seed, rounds, k, max_epochs=max_epochs, echo=echo
+    )
+    run = {"seed": seed, "users": data.n_users, "max_epochs": max_epochs, "rounds": rounds, "k": k}
+    run["seconds"] = round(time.perf_counter() - started, 1)
+    write_feedback(results, facts, out, run)
+    echo(f"Results written to {out}", flush=True)
+    return results
+
+
+def write_feedback(results: pd.DataFrame, facts: dict, out: Path, run: dict) -> None:
+    """``feedback.json`` (rows, facts, settings) and ``feedback.md`` in ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"run": run, "facts": facts, "results": results.to_dict("records")}
+    (out / "feedback.json").write_text(json.dumps(record, indent=1, default=float) + "\n")
+    lines = ["# Feedback benchmark", ""]
+    lines += ["Run: " + ", ".join(f"{name} = {value}" for name, value in run.items()), ""]
+    lines += [
+        f"One user's update (fold-in and scoring of the catalogue), median: "
+        f"{facts['update_ms']} ms; with {USER_STEPS} gradient steps on the user's vector: "
+        f"{facts['update_with_steps_ms']} ms.",
+        "",
+    ]
+    for metric in ("ctr", "conversion"):
+        for (setting, group), rows in results.groupby(["setting", "group"], sort=False):
+            table = rows.pivot(index="round", columns="model", values=metric)
+            table = table[list(dict.fromkeys(rows["model"]))]  # the models in the order run
+            users = int(rows["shown"].iloc[0] // run["k"])
+            lines += [
+                f"## {metric}: {setting}, {group} ({users} users)",
+                "",
+                markdown_table(table),
+                "",
+            ]
+    mean = results.groupby(["setting", "group", "model"], sort=False)[["ctr", "conversion"]].mean()
+    for metric in ("ctr", "conversion"):
+        table = mean[metric].unstack("model")[list(dict.fromkeys(results["model"]))]
+        lines += [f"## {metric} over all {run['rounds']} rounds", "", markdown_table(table), ""]
+    lift = update_lift(results)
+    lines += ["## tailrec's update against no update (relative)", "", markdown_table(lift), ""]
+    (out / "feedback.md").write_text("\n".join(lines))
+
+
 def load_results(folder: str | Path) -> pd.DataFrame:
     """The ``results.json`` that :func:`quality` wrote in ``folder``, as a frame."""
     path = Path(folder) / "results.json"
@@ -475,9 +540,27 @@ def main(argv: list[str] | None = None) -> int:
     cold.add_argument(
         "--new-fraction", type=float, default=0.1, help="share of the films held out as new"
     )
+    loop = commands.add_parser("feedback", help="click and purchase rates over rounds")
+    loop.add_argument("--data-dir", help="folder holding ml-100k/")
+    loop.add_argument("--out", type=Path, required=True, help="folder for the results")
+    loop.add_argument("--seed", type=int, default=42)
+    loop.add_argument("--max-epochs", type=positive_int, help="cap tailrec's epochs (at least 1)")
+    loop.add_argument(
+        "--users", type=positive_int, help="keep this many random users (a quick check)"
+    )
+    loop.add_argument("--rounds", type=positive_int, default=5, help="rounds (default 5)")
     args = parser.parse_args(argv)
     try:
-        if args.command == "new-items":
+        if args.command == "feedback":
+            feedback(
+                args.data_dir,
+                args.out,
+                seed=args.seed,
+                max_epochs=args.max_epochs,
+                n_users=args.users,
+                rounds=args.rounds,
+            )
+        elif args.command == "new-items":
             new_items(
                 args.data_dir,
                 args.out,

@@ -44,17 +44,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_reading(parser: argparse.ArgumentParser) -> None:
     """How to read an interaction file: its columns, separator and encoding."""
-    group = parser.add_argument_group("reading the interaction file")
+    group = parser.add_argument_group(
+        "reading the interaction file (item and user tables are detected on their own)"
+    )
     group.add_argument("--user-col", help="user id column (default: user_id, userId, user...)")
     group.add_argument("--item-col", help="item id column (default: item_id, itemId, item...)")
     group.add_argument("--rating-col", help="rating column (default: rating, if present)")
     group.add_argument("--time-col", help="time column: epoch s or ms, or ISO text")
-    group.add_argument("--sep", help="separator, e.g. , or ; or tab (default: detected)")
+    group.add_argument("--sep", help="separator, e.g. , or ; or tab or :: (default: detected)")
     group.add_argument("--encoding", help="text encoding, e.g. latin-1 (default: detected)")
     group.add_argument(
         "--no-header",
         action="store_true",
-        help="the file has no header row; name columns by number (--user-col 1)",
+        help="the file has no header row; name columns by number from 1 (--user-col 1)",
     )
 
 
@@ -69,13 +71,19 @@ def _add_fit(commands) -> None:
     items.add_argument(
         "--item-text-cols", nargs="+", help="columns describing an item (default: all others)"
     )
+    items.add_argument(
+        "--items-no-header", action="store_true", help="the item table has no header row"
+    )
     users = fit.add_argument_group("user table (optional)")
     users.add_argument("--users", type=Path, help="CSV or Parquet file, one row per user")
     users.add_argument("--user-id-col", help="its id column (default: the --user-col name)")
     users.add_argument(
         "--user-cols", nargs="+", help="attribute columns for the profile (default: all others)"
     )
-    fit.add_argument("--epochs", type=int, help="most training epochs (default: 200)")
+    users.add_argument(
+        "--users-no-header", action="store_true", help="the user table has no header row"
+    )
+    fit.add_argument("--epochs", type=_positive, help="most training epochs (default: 200)")
     fit.add_argument("--seed", type=int, default=42)
     fit.add_argument("--encoder", help="text encoder (default: all-MiniLM-L6-v2, shipped)")
 
@@ -85,6 +93,9 @@ def _add_recommend(commands) -> None:
     recommend.add_argument("--model", type=Path, required=True, help="folder from tailrec fit")
     recommend.add_argument("--user", help="a known user's id (exactly as in the logs)")
     recommend.add_argument("--profile", help="a new user's profile text")
+    recommend.add_argument(
+        "--description", help="a new user's own words about their tastes, matched to item texts"
+    )
     recommend.add_argument(
         "--history", nargs="+", default=[], metavar="ITEM_ID", help="a new user's items so far"
     )
@@ -116,30 +127,43 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive(text: str) -> int:
+    """An argparse type: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _separator(value: str | None) -> str | None:
     return {"tab": "\t", "\\t": "\t"}.get(value, value) if value else None
 
 
-def _reading(args: argparse.Namespace, stored: dict | None = None) -> dict:
-    """The reading settings from the flags, falling back to ``stored`` (those of the fit)."""
-    stored = stored or {}
-    given = {
-        "user": args.user_col,
-        "item": args.item_col,
-        "rating": args.rating_col,
-        "time": args.time_col,
-        "sep": _separator(args.sep),
-        "encoding": args.encoding,
-        "header": False if args.no_header else None,
-    }
-    return {key: value if value is not None else stored.get(key) for key, value in given.items()}
-
-
-def _read_logs(path: Path, reading: dict):
+def _read_logs(path: Path, args: argparse.Namespace, stored: dict | None = None):
+    """Read an interaction file as the flags say; ``stored`` fills in the fit's column names."""
     from tailrec.logs import Columns, read_interactions
 
-    columns = Columns(reading["user"], reading["item"], reading["rating"], reading["time"])
-    return read_interactions(path, columns, reading["sep"], reading["encoding"], reading["header"])
+    stored = stored or {}
+    columns = Columns(
+        args.user_col or stored.get("user"),
+        args.item_col or stored.get("item"),
+        args.rating_col,
+        args.time_col,
+    )
+    header = not args.no_header
+    if stored and not args.no_header and stored.get("header") is False:
+        header = False  # the fit's file had none, and its columns are named by number
+    return read_interactions(
+        path,
+        columns,
+        _separator(args.sep),
+        args.encoding,
+        header,
+        guess_optional=not stored,  # an evaluation needs neither ratings nor times
+    )
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -149,32 +173,47 @@ def _fit(args: argparse.Namespace) -> int:
     from tailrec.service import REPORT_FILE, fit_on_logs, index_logs
 
     refuse_non_empty(args.out, "The output folder", "choose a new --out folder")
-    frame, report, reading = _read_logs(args.interactions, _reading(args))
+    frame, report, reading = _read_logs(args.interactions, args)
+    print(report.text(), flush=True)
     reports = [report]
     item_texts = user_texts = None
     if args.items:
-        item_id = args.item_id_col or reading["item"] or "item_id"
+        item_id = args.item_id_col or reading["item"]
         item_texts, item_report = read_attribute_table(
-            args.items, item_id, args.item_text_cols, "item", encoding=args.encoding
+            args.items, item_id, args.item_text_cols, "item", header=not args.items_no_header
         )
         reports.append(item_report)
+        print("\n" + item_report.text(), flush=True)
     if args.users:
-        user_id = args.user_id_col or reading["user"] or "user_id"
+        user_id = args.user_id_col or reading["user"]
         user_texts, user_report = read_attribute_table(
-            args.users, user_id, args.user_cols, "user", encoding=args.encoding
+            args.users, user_id, args.user_cols, "user", header=not args.users_no_header
         )
         reports.append(user_report)
+        print("\n" + user_report.text(), flush=True)
     data = index_logs(frame, item_texts, user_texts)
-    summary = "\n\n".join(r.text() for r in reports)
-    if data.notes:
-        summary += "\n\nfor the model:\n" + "\n".join(f"  {note}" for note in data.notes)
-    print(summary, flush=True)
     config = HistoryModelConfig(seed=args.seed)
     if args.epochs is not None:
         config = HistoryModelConfig(seed=args.seed, epochs=args.epochs)
+    # Find out now, not after training, whether the folder can be written.
+    created = not args.out.exists()
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {args.out} cannot be created ({error.strerror}).") from error
     print("\ntraining...", file=sys.stderr, flush=True)
     kwargs = {"encoder": args.encoder} if args.encoder else {}
-    trained = fit_on_logs(data, config=config, reading=reading, **kwargs)
+    try:
+        trained = fit_on_logs(data, config=config, reading=reading, **kwargs)
+    except BaseException:
+        if created and not any(args.out.iterdir()):
+            args.out.rmdir()
+        raise
+    notes = trained.info["notes"]
+    summary = "\n\n".join(r.text() for r in reports)
+    if notes:
+        summary += "\n\nfor the model:\n" + "\n".join(f"  {note}" for note in notes)
+        print("\nfor the model:\n" + "\n".join(f"  {note}" for note in notes))
     trained.save(args.out)
     (args.out / REPORT_FILE).write_text(summary + "\n")
     chosen = trained.info
@@ -191,14 +230,16 @@ def _recommend(args: argparse.Namespace) -> int:
 
     trained = TrainedRecommender.load(args.model)
     if args.user is not None:
-        if args.profile is not None or args.history:
+        if args.profile is not None or args.history or args.description is not None:
             raise ValueError(
-                "--user serves a known user from their own history; --profile and --history "
-                "describe a new user. Pass one or the other."
+                "--user serves a known user from their own history; --profile, --history and "
+                "--description describe a new user. Pass one or the other."
             )
         answer = trained.recommend(args.user, args.k, args.exclude_seen)
     else:
-        answer = trained.recommend_new(args.profile, args.history, args.k)
+        answer = trained.recommend_new(
+            args.profile, args.history, args.k, description=args.description
+        )
     print(json.dumps(answer.to_dict(), indent=2, ensure_ascii=False))
     return 0
 
@@ -207,9 +248,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from tailrec.service import TrainedRecommender
 
     trained = TrainedRecommender.load(args.model)
-    # The fit's columns and format, but a test file need not carry ratings or times.
-    stored = {k: v for k, v in trained.reading.items() if k not in ("rating", "time")}
-    frame, report, _ = _read_logs(args.test, _reading(args, stored))
+    # The fit's id columns; the separator and encoding are found afresh for this file.
+    frame, report, _ = _read_logs(args.test, args, stored=trained.reading)
     table, notes = trained.evaluate(frame, args.k)
     table = table.round(4)
     if args.json:

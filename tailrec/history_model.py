@@ -262,12 +262,16 @@ def history_scorer(
     history: pd.DataFrame,
     profile_features: np.ndarray | torch.Tensor,
     log_probabilities: bool = False,
+    user_steps: int = 0,
 ) -> Scorer:
     """Score users from their ``history`` (interactions) and profile features (n_users, F).
 
     With ``log_probabilities`` the scores are log-softmax values, which can be
-    added to other models' scores on a common scale.
+    added to other models' scores on a common scale. ``user_steps`` > 0 tunes
+    each scored user's vector on their own history first
+    (:func:`tune_user_vectors`); the model's weights are never changed.
     """
+    require_whole_number("user_steps", user_steps, minimum=0)
     profiles = torch.as_tensor(profile_features, dtype=torch.float32)
     check_indices(history, len(profiles), model.n_items)
     matrix = history_matrix(history, len(profiles), model.n_items)
@@ -281,13 +285,69 @@ def history_scorer(
                 f"User indices must lie in 0..{len(profiles) - 1} (one per profile row); "
                 f"got {batch.min().item()}..{batch.max().item()}."
             )
+        rows, batch_profiles = _rows(matrix, batch).to(device), profiles[batch].to(device)
         with torch.no_grad():
-            logits = model(_rows(matrix, batch).to(device), profiles[batch].to(device)).float()
+            if user_steps:
+                vectors = tune_user_vectors(model, rows, batch_profiles, user_steps)
+                logits = vectors @ model.W @ model.item_vectors().T + model.item_bias
+            else:
+                logits = model(rows, batch_profiles)
+            logits = logits.float()
             if log_probabilities:
                 logits = torch.log_softmax(logits, dim=-1)
             return logits.cpu().numpy()
 
     return score
+
+
+def tune_user_vectors(
+    model: HistoryBilinearModel,
+    history: torch.Tensor,
+    profiles: torch.Tensor,
+    steps: int,
+    lr: float = 0.5,
+    l2: float = 0.1,
+) -> torch.Tensor:
+    """User vectors moved by a few gradient steps towards each user's own history.
+
+    The fold-in ``u`` is a fixed function of the history; this adds an offset
+    ``d`` per user, fitted by ``steps`` gradient-descent steps on that user's softmax
+    cross-entropy over their own items, with an L2 penalty ``l2 * |d|²`` that
+    keeps it near the fold-in. Only the offsets are fitted: the model is
+    untouched, so other users' scores cannot change. Each user's loss is
+    separate (summed, not averaged), and plain gradient descent (not Adam,
+    which would blow float noise in near-zero gradients up to full steps)
+    keeps a user's vector independent of who else is in the batch.
+
+    Parameters
+    ----------
+    model : HistoryBilinearModel
+    history : torch.Tensor, shape (B, n_items)
+        0/1 rows; users with an empty row keep their fold-in vector.
+    profiles : torch.Tensor, shape (B, F)
+    steps : int
+    lr, l2 : float
+
+    Returns
+    -------
+    torch.Tensor, shape (B, dim)
+    """
+    with torch.no_grad():
+        base = model.user_vectors(history, profiles)
+        keys = model.W @ model.item_vectors().T  # (dim, n_items)
+        bias = model.item_bias
+    counts = history.sum(1, keepdim=True)
+    offset = torch.zeros_like(base, requires_grad=True)
+    optimizer = torch.optim.SGD([offset], lr=lr)
+    with torch.enable_grad():
+        for _ in range(steps):
+            log_p = torch.log_softmax((base + offset) @ keys + bias, dim=-1)
+            fit = -(log_p * history).sum(1) / counts.squeeze(1).clamp(min=1.0)
+            loss = (fit + l2 * offset.pow(2).sum(1)).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+    return (base + offset.detach() * (counts > 0)).detach()
 
 
 def train_history_model(

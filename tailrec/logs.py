@@ -14,10 +14,16 @@ The rules, in the order they are applied:
   removed (and counted). Ids such as ``"NA"`` or ``"null"`` are kept as ids
   but reported, since an export may have meant a missing value.
 - A row without a user or an item id is dropped.
-- A rating that is not a number is dropped; ratings are not rescaled.
+- A rating that is not a finite number is left empty and the interaction
+  kept (the model does not need it); "4,5" reads as 4.5 in a file that is
+  not comma-separated. Ratings are not rescaled.
 - A time may be epoch seconds, epoch milliseconds (values above 10^11) or
   ISO 8601 text, mixed in one file; text without a time zone is read as
-  UTC. A time that is none of these is dropped.
+  UTC. A time that is none of these is dropped; times before 1971 or in
+  the future are kept and reported, since they usually mean a wrong unit.
+- The encoding is detected (a byte-order mark, UTF-8, else Windows-1252); a
+  file that is UTF-8 but for a few lines is refused, naming the first bad
+  line, since reading it any other way would garble its UTF-8 ids.
 - A (user, item) pair that occurs more than once keeps its latest row (by
   time, then by position in the file), so a re-rating replaces the old one.
 
@@ -30,6 +36,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,18 +44,32 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-PARQUET_SUFFIXES = (".parquet", ".pq")
+PARQUET_SUFFIXES = (".parquet", ".pq", ".parq")
+PARQUET_MAGIC = b"PAR1"
 SEPARATORS = ("\t", ",", ";", "|")
 # What an export may write where it meant "no value".
 MISSING_WORDS = frozenset({"nan", "na", "n/a", "null", "none", "nil", "-"})
+# A byte sequence that only UTF-8 text holds: a lead byte and its continuation bytes.
+UTF8_MULTIBYTE = re.compile(rb"[\xc2-\xf4][\x80-\xbf]+")
 # Epoch values above this are milliseconds (10^11 s is the year 5138).
 MILLISECONDS_ABOVE = 1e11
+YEAR_1971 = 31_536_000.0
 
 # Column names tried, in order, when the caller names none.
-USER_COLUMN_GUESSES = ("user_id", "userId", "user", "customer_id", "customerId", "visitor_id")
-ITEM_COLUMN_GUESSES = ("item_id", "itemId", "item", "product_id", "productId", "movie_id", "sku")
+# Compared without case, spaces, "_" or "-": "User ID", "userId" and "USER_ID" all match "userid".
+USER_COLUMN_GUESSES = ("userid", "user", "customerid", "customer", "visitorid", "clientid")
+ITEM_COLUMN_GUESSES = ("itemid", "item", "productid", "product", "movieid", "articleid", "sku")
 RATING_COLUMN_GUESSES = ("rating", "score", "stars")
-TIME_COLUMN_GUESSES = ("timestamp", "time", "datetime", "date", "event_time", "created_at")
+TIME_COLUMN_GUESSES = (
+    "timestamp",
+    "time",
+    "datetime",
+    "date",
+    "eventtime",
+    "createdat",
+    "orderedat",
+    "orderdate",
+)
 
 
 @dataclass
@@ -94,24 +115,52 @@ class TableFormat:
         return f"text, separator {self.sep!r}, encoding {self.encoding}, {header}"
 
 
-def detect_encoding(raw: bytes) -> str:
+def detect_encoding(raw: bytes, path: str = "the file") -> str:
     """The encoding of ``raw``: a byte-order mark if there is one, else UTF-8, else Windows-1252.
 
     Windows-1252 (a superset of Latin-1 for printable text) is what spreadsheet
     exports on Western systems use when they are not UTF-8; Latin-1 is the
-    last resort, since it decodes any byte.
+    last resort, since it decodes any byte. A file that is UTF-8 except for a
+    few lines is refused rather than read as Windows-1252, which would
+    garble every UTF-8 character (and id) in it.
     """
     if raw.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
-    for encoding in ("utf-8", "cp1252"):
-        try:
-            raw.decode(encoding)
-            return encoding
-        except UnicodeDecodeError:
-            continue
-    return "latin-1"
+    if raw[:1000].count(b"\x00") > len(raw[:1000]) // 4:
+        order = "be" if raw[:1] == b"\x00" else "le"
+        raise ValueError(
+            f"{path} looks like UTF-16 without a byte-order mark (every other byte is zero); "
+            f"pass --encoding utf-16-{order}."
+        )
+    try:
+        raw.decode("utf-8")
+        return "utf-8"
+    except UnicodeDecodeError as error:
+        if UTF8_MULTIBYTE.search(raw):
+            line = raw[: error.start].count(b"\n") + 1
+            raise ValueError(
+                f"{path} mixes encodings: it holds UTF-8 characters, but line {line} is not "
+                "UTF-8. Fix that line (re-export the file as UTF-8), or pass --encoding if the "
+                "whole file is in one other encoding."
+            ) from error
+    try:
+        raw.decode("cp1252")
+        return "cp1252"
+    except UnicodeDecodeError:
+        return "latin-1"
+
+
+def looks_like_misread_utf8(raw: bytes, encoding: str) -> bool:
+    """True when ``raw`` is valid UTF-8 with non-ASCII text but is being read as ``encoding``."""
+    if encoding.replace("_", "-").lower() in ("utf-8", "utf8", "utf-8-sig"):
+        return False
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return bool(UTF8_MULTIBYTE.search(raw))
 
 
 def detect_separator(text: str, path: str) -> str:
@@ -137,17 +186,18 @@ def detect_separator(text: str, path: str) -> str:
     return best
 
 
-def _parse_text(
-    text: str, sep: str, header: bool, path: str, columns: list[str] | None = None
-) -> pd.DataFrame:
+def _parse_text(text: str, sep: str, header: bool, path: str) -> pd.DataFrame:
+    # A separator of several characters (MovieLens-1M's "::") needs the python
+    # engine and a regular expression; such files cannot quote fields.
+    options = {"sep": sep} if len(sep) == 1 else {"sep": re.escape(sep), "engine": "python"}
     try:
         frame = pd.read_csv(
             io.StringIO(text),
-            sep=sep,
             header=0 if header else None,
             dtype=str,
             keep_default_na=False,  # "NA" and "null" stay strings: they may be ids
             skip_blank_lines=True,
+            **options,
         )
     except pd.errors.ParserError as error:
         raise ValueError(
@@ -166,8 +216,7 @@ def read_table(
     path: str | Path,
     sep: str | None = None,
     encoding: str | None = None,
-    header: bool | None = None,
-    expected: Sequence[str] = (),
+    header: bool = True,
 ) -> tuple[pd.DataFrame, TableFormat]:
     """Read a CSV-like or Parquet file into a frame of strings, and say how it was read.
 
@@ -177,12 +226,9 @@ def read_table(
         A ``.parquet``/``.pq`` file, or text with any of the usual separators.
     sep, encoding : str, optional
         Detected when not given (:func:`detect_separator`, :func:`detect_encoding`).
-    header : bool, optional
-        Whether the first row holds column names. When not given, a header is
-        assumed unless every name in ``expected`` is a column number (``"1"``,
-        ``"2"``...) and the first row does not hold them all as names.
-    expected : sequence of str
-        The columns the caller will ask for.
+    header : bool
+        Whether the first row holds column names; without one, columns are
+        named by their position from 1 (``"1"``, ``"2"``...).
 
     Returns
     -------
@@ -193,12 +239,13 @@ def read_table(
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path} does not exist or is not a file; check the path.")
-    if path.suffix.lower() in PARQUET_SUFFIXES:
-        return _read_parquet(path), TableFormat("parquet")
     raw = path.read_bytes()
+    if path.suffix.lower() in PARQUET_SUFFIXES or raw.startswith(PARQUET_MAGIC):
+        return _read_parquet(path), TableFormat("parquet")
     if not raw.strip():
         raise ValueError(f"{path} is empty; export the data again.")
-    encoding = encoding or detect_encoding(raw)
+    given_encoding = encoding
+    encoding = encoding or detect_encoding(raw, str(path))
     try:
         text = raw.decode(encoding)
     except (UnicodeDecodeError, LookupError) as error:
@@ -206,12 +253,13 @@ def read_table(
             f"{path} cannot be read as {encoding} ({error}); pass the file's encoding with "
             "--encoding, e.g. --encoding latin-1."
         ) from error
+    if given_encoding and looks_like_misread_utf8(raw, given_encoding):
+        raise ValueError(
+            f"{path} is UTF-8 with non-ASCII text, which --encoding {given_encoding} would "
+            "garble (é would read as Ã©); leave --encoding out for this file."
+        )
     text = text.lstrip("\ufeff")
     sep = sep or detect_separator(text, str(path))
-    if header is None:
-        first = next(csv.reader([text.splitlines()[0]], delimiter=sep))
-        numbered = bool(expected) and all(name.isdigit() for name in expected)
-        header = not (numbered and not set(expected) <= {f.strip() for f in first})
     frame = _parse_text(text, sep, header, str(path))
     return frame, TableFormat("csv", sep, encoding, header)
 
@@ -233,22 +281,34 @@ def _read_parquet(path: Path) -> pd.DataFrame:
 def choose_column(
     frame: pd.DataFrame, given: str | None, guesses: Sequence[str], role: str, flag: str, path: str
 ) -> str | None:
-    """The column for ``role``: the one given, else the first of ``guesses`` present, else None."""
+    """The column for ``role``: the one given, else the first of ``guesses`` present, else None.
+
+    Guesses are matched without case and without spaces, "_" and "-".
+    """
     if given is not None:
         if given not in frame.columns:
-            columns = ", ".join(map(repr, frame.columns[:20]))
-            hint = ""
-            if all(_looks_like_data(c) for c in frame.columns):
-                hint = (
-                    " The first row looks like data: if the file has no header, pass "
-                    "--no-header and number the columns (e.g. --user-col 1)."
-                )
-            raise ValueError(
-                f"{path} has no {role} column {given!r}; its columns are {columns}. "
-                f"Name the right one with {flag}.{hint}"
-            )
+            raise ValueError(_missing_column(frame, given, role, flag, path))
         return given
-    return next((g for g in guesses if g in frame.columns), None)
+    simple = {_simple(c): c for c in reversed(frame.columns)}  # the first wins on a tie
+    return next((simple[g] for g in guesses if g in simple), None)
+
+
+def _simple(name: object) -> str:
+    return re.sub(r"[\s_\-]", "", str(name)).lower()
+
+
+def _missing_column(frame: pd.DataFrame, given: str, role: str, flag: str, path: str) -> str:
+    columns = ", ".join(map(repr, frame.columns[:20]))
+    message = f"{path} has no {role} column {given!r}; its columns are {columns}."
+    numbered = [str(c) for c in frame.columns] == [str(n + 1) for n in range(frame.shape[1])]
+    if numbered:
+        return f"{message} Without a header, columns are numbered from 1; name one with {flag}."
+    if given.isdigit() or all(_looks_like_data(c) for c in frame.columns):
+        return (
+            f"{message} If the file has no header row, pass --no-header and number the "
+            f"columns from 1 (e.g. {flag} 1); otherwise name the right one with {flag}."
+        )
+    return f"{message} Name the right one with {flag}."
 
 
 def _looks_like_data(name: str) -> bool:
@@ -269,14 +329,17 @@ def id_strings(values: pd.Series, what: str, report: LogReport) -> pd.Series:
     missing = values.isna()
     text = values.astype(str).where(~missing, "")
     stripped = text.str.strip()
-    changed = int((stripped != text).sum())
-    if changed:
-        report.note(f"{changed} {what} id(s) had spaces around them, removed")
+    changed = stripped != text
+    if changed.any():
+        report.note(
+            f"{text[changed].nunique()} {what} id(s) had spaces around them, removed "
+            f"({int(changed.sum())} row(s))"
+        )
     words = stripped.str.lower().isin(MISSING_WORDS)
     if words.any():
         examples = ", ".join(sorted(map(repr, stripped[words].unique()))[:3])
         report.note(
-            f"{int(words.sum())} row(s) have a {what} id such as {examples}, which an export may "
+            f"{int(words.sum())} row(s) have {what} ids such as {examples}, which an export may "
             "use for a missing value; kept as ids"
         )
     return stripped
@@ -324,37 +387,29 @@ def read_interactions(
     columns: Columns = Columns(),
     sep: str | None = None,
     encoding: str | None = None,
-    header: bool | None = None,
+    header: bool = True,
+    guess_optional: bool = True,
 ) -> tuple[pd.DataFrame, LogReport, dict]:
     """Read and check an interaction file (see the module for the rules).
+
+    ``guess_optional`` False reads a rating or time column only when named in
+    ``columns`` (an evaluation needs neither).
 
     Returns
     -------
     (pandas.DataFrame, LogReport, dict)
         The kept rows as ``user_id``, ``item_id`` (str) and, when present,
-        ``rating`` (float) and ``timestamp`` (float, epoch seconds), in file
-        order; the report; and how the file was read (``user``, ``item``,
-        ``rating``, ``time`` columns, ``sep``, ``encoding``, ``header``), to
-        read another file of the same export the same way.
+        ``rating`` (float, NaN where the file has none) and ``timestamp``
+        (float, epoch seconds), in file order; the report; and how the file
+        was read (``user``, ``item``, ``rating``, ``time`` columns, ``sep``,
+        ``encoding``, ``header``).
     """
-    frame, fmt = read_table(path, sep, encoding, header, expected=columns.given())
+    frame, fmt = read_table(path, sep, encoding, header)
     report = LogReport(str(path))
     report.note(f"read as {fmt.describe()}: {len(frame)} row(s), {frame.shape[1]} column(s)")
-    p = str(path)
-    user_col = choose_column(frame, columns.user, USER_COLUMN_GUESSES, "user", "--user-col", p)
-    item_col = choose_column(frame, columns.item, ITEM_COLUMN_GUESSES, "item", "--item-col", p)
-    if user_col is None or item_col is None:
-        found = ", ".join(map(repr, frame.columns[:20]))
-        raise ValueError(
-            f"{path}: could not find the user and item id columns among {found}; name them "
-            "with --user-col and --item-col."
-        )
-    rating_col = choose_column(
-        frame, columns.rating, RATING_COLUMN_GUESSES, "rating", "--rating-col", p
-    )
-    time_col = choose_column(frame, columns.time, TIME_COLUMN_GUESSES, "time", "--time-col", p)
-    used = [c for c in (user_col, item_col, rating_col, time_col) if c is not None]
-    report.note("columns used: " + ", ".join(f"{c!r}" for c in used))
+    used = _choose_columns(frame, columns, str(path), guess_optional)
+    user_col, item_col, rating_col, time_col = used
+    report.note("columns used: " + ", ".join(f"{c!r}" for c in used if c is not None))
     unused = [c for c in frame.columns if c not in used]
     if unused:
         report.note("columns ignored: " + ", ".join(f"{c!r}" for c in unused[:20]))
@@ -368,10 +423,13 @@ def read_interactions(
     keep = (out["user_id"] != "") & (out["item_id"] != "")
     report.drop("no user id or no item id", int((~keep).sum()))
     if rating_col is not None:
-        out["rating"] = pd.to_numeric(frame[rating_col].astype(str).str.strip(), errors="coerce")
+        out["rating"] = parse_ratings(frame[rating_col], decimal_comma=fmt.sep != ",")
         bad = keep & out["rating"].isna()
-        report.drop(f"the rating ({rating_col!r}) is missing or not a number", int(bad.sum()))
-        keep &= ~bad
+        if bad.any():
+            report.note(
+                f"{int(bad.sum())} rating(s) in {rating_col!r} are missing or not numbers; "
+                "those interactions are kept, without a rating"
+            )
     if time_col is not None:
         out["timestamp"], kinds = parse_times(frame[time_col])
         read_as = ", ".join(f"{n} as {kind}" for kind, n in kinds.items() if n)
@@ -379,6 +437,7 @@ def read_interactions(
         bad = keep & out["timestamp"].isna()
         report.drop(f"the time ({time_col!r}) could not be read as a date", int(bad.sum()))
         keep &= ~bad
+        _note_odd_times(out["timestamp"][keep], report)
     out = out[keep]
     out = _latest_per_pair(out, report)
     _describe(out, report)
@@ -392,6 +451,55 @@ def read_interactions(
         "header": fmt.header,
     }
     return out.reset_index(drop=True), report, reading
+
+
+def _choose_columns(
+    frame: pd.DataFrame, columns: Columns, path: str, guess_optional: bool
+) -> tuple[str, str, str | None, str | None]:
+    user = choose_column(frame, columns.user, USER_COLUMN_GUESSES, "user", "--user-col", path)
+    item = choose_column(frame, columns.item, ITEM_COLUMN_GUESSES, "item", "--item-col", path)
+    if user is None or item is None:
+        found = ", ".join(map(repr, frame.columns[:20]))
+        missing = " and ".join(
+            f"the {role} id column (name it with --{role}-col)"
+            for role, col in (("user", user), ("item", item))
+            if col is None
+        )
+        raise ValueError(f"{path}: could not find {missing} among the columns {found}.")
+    rating_guesses = RATING_COLUMN_GUESSES if guess_optional else ()
+    time_guesses = TIME_COLUMN_GUESSES if guess_optional else ()
+    rating = choose_column(frame, columns.rating, rating_guesses, "rating", "--rating-col", path)
+    time_col = choose_column(frame, columns.time, time_guesses, "time", "--time-col", path)
+    chosen = [c for c in (user, item, rating, time_col) if c is not None]
+    if len(set(chosen)) < len(chosen):
+        raise ValueError(
+            f"{path}: one column is used for two roles (user {user!r}, item {item!r}, rating "
+            f"{rating!r}, time {time_col!r}); give each role its own column."
+        )
+    return user, item, rating, time_col
+
+
+def parse_ratings(values: pd.Series, decimal_comma: bool = True) -> pd.Series:
+    """Ratings as floats; NaN for anything that is not a finite number.
+
+    With ``decimal_comma`` (a file not separated by commas), "4,5" reads as 4.5,
+    as European spreadsheets write it.
+    """
+    text = values.astype(str).str.strip().where(values.notna(), "")
+    if decimal_comma:
+        text = text.str.replace(r"^(-?\d+),(\d+)$", r"\1.\2", regex=True)
+    numbers = pd.to_numeric(text, errors="coerce").astype("float64")
+    return numbers.where(np.isfinite(numbers))
+
+
+def _note_odd_times(seconds: pd.Series, report: LogReport) -> None:
+    """Report times before 1971 or after tomorrow: usually a wrong unit or a truncated value."""
+    odd = (seconds < YEAR_1971) | (seconds > pd.Timestamp.now(tz="UTC").timestamp() + 86400)
+    if odd.any():
+        report.note(
+            f"{int(odd.sum())} time(s) fall before 1971 or in the future; check the time "
+            "column's unit (epoch seconds, milliseconds, or ISO text such as 2023-11-14)"
+        )
 
 
 def _latest_per_pair(frame: pd.DataFrame, report: LogReport) -> pd.DataFrame:
@@ -424,6 +532,7 @@ def read_attribute_table(
     what: str,
     sep: str | None = None,
     encoding: str | None = None,
+    header: bool = True,
 ) -> tuple[pd.Series, LogReport]:
     """Text per id from an item or user table: the chosen columns joined as "name: value".
 
@@ -444,11 +553,10 @@ def read_attribute_table(
         value alone; several give "column: value" parts joined by ". ", so
         the encoder sees what each value means. Empty values are left out.
     """
-    frame, fmt = read_table(path, sep, encoding, None, expected=[id_col])
+    frame, fmt = read_table(path, sep, encoding, header)
     report = LogReport(str(path))
     report.note(f"read as {fmt.describe()}: {len(frame)} row(s)")
-    flag = f"--{what}-id-col"
-    id_col = choose_column(frame, id_col, (), f"{what} id", flag, str(path))
+    id_col = choose_column(frame, id_col, (), f"{what} id", f"--{what}-id-col", str(path))
     if text_cols:
         for col in text_cols:
             choose_column(frame, col, (), f"{what} text", f"--{what}-text-cols", str(path))

@@ -107,3 +107,18 @@ def plot_metric_by_segment(table: pd.DataFrame, metric: str, ax: Axes | None = N
     ax.set_title(f"{metric} by user segment")
     ax.legend(title="model")
     return ax
+
+
+def plot_rates_by_round(
+    table: pd.DataFrame, metric: str, title: str, ax: Axes | None = None
+) -> Axes:
+    """One line per model across feedback rounds; ``table``: index round, a column per model."""
+    ax = _axes(ax)
+    for model in table.columns:
+        ax.plot(table.index, table[model], marker="o", label=model)
+    ax.set_xticks(table.index)
+    ax.set_xlabel("round")
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.legend(title="model")
+    return ax

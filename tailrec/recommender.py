@@ -115,11 +115,15 @@ def new_user_check(
     fraction: float = 0.2,
     seed: int = 42,
 ) -> NewUserCheck:
-    """Hold out ``fraction`` of the users with more than ``max(shots)`` training interactions."""
+    """Hold out ``fraction`` of the users with more than ``max(shots)`` training interactions.
+
+    With very few such users none may be held out; the weights that need
+    them then keep their first grid value.
+    """
     counts = train.groupby("user_index").size()
     eligible = np.sort(counts.index[counts > max(shots)].to_numpy())
     rng = np.random.default_rng(seed)
-    chosen = rng.permutation(eligible)[: max(1, round(fraction * len(eligible)))]
+    chosen = rng.permutation(eligible)[: round(fraction * len(eligible))]
     is_chosen = train["user_index"].isin(chosen).to_numpy()
     mine = train[is_chosen]
     if "timestamp" in mine.columns:
@@ -147,10 +151,24 @@ class Parts:
     item_item: np.ndarray | None
     prior: ProfilePrior | None
 
-    def scorer(self, history: pd.DataFrame, profiles: torch.Tensor, weights: Weights) -> Scorer:
-        """The combined scorer of users described by ``history``, with ``weights``."""
+    def scorer(
+        self,
+        history: pd.DataFrame,
+        profiles: torch.Tensor,
+        weights: Weights,
+        user_steps: int = 0,
+    ) -> Scorer:
+        """The combined scorer of users described by ``history``, with ``weights``.
+
+        ``user_steps`` > 0 tunes each user's vector in the history model by
+        that many gradient steps on their own history before scoring
+        (:func:`tailrec.history_model.tune_user_vectors`).
+        """
         model = self.model.cpu().eval()
-        parts = [(1.0, history_scorer(model, history, profiles, log_probabilities=True))]
+        model_part = history_scorer(
+            model, history, profiles, log_probabilities=True, user_steps=user_steps
+        )
+        parts = [(1.0, model_part)]
         if self.item_item is not None:
             parts.append((weights.item_item, item_item_scorer(self.item_item, history)))
         if self.prior is not None:
@@ -236,7 +254,7 @@ class TailrecFit:
         return build(self.full), info
 
     def history_recommender(
-        self, item_item: bool = True, profile_prior: bool = True
+        self, item_item: bool = True, profile_prior: bool = True, user_steps: int = 0
     ) -> tuple[Callable[[pd.DataFrame], Scorer], dict]:
         """Like :meth:`recommender`, but as a function of the history the users have.
 
@@ -244,6 +262,8 @@ class TailrecFit:
         scores every user from ``history`` (their ratings so far, with new
         clicks added, or a brand-new user's first ratings) using the trained
         parts. This is the fold-in that :mod:`tailrec.feedback` relies on.
+        ``user_steps`` adds a few gradient steps on each user's own vector
+        (see :meth:`Parts.scorer`); the weights are chosen without them.
         """
         final, weights = self.chosen(item_item, profile_prior)
         info = {
@@ -256,7 +276,7 @@ class TailrecFit:
         if final.prior is not None:
             info |= {"prior_k": final.prior.k, "prior_mix": final.prior.mix}
         profiles = self.profiles
-        return (lambda history: final.scorer(history, profiles, weights)), info
+        return (lambda history: final.scorer(history, profiles, weights, user_steps)), info
 
     def chosen(self, item_item: bool = True, profile_prior: bool = True) -> tuple[Parts, Weights]:
         """The final parts (without those left out) and the weights chosen for them."""
@@ -357,7 +377,9 @@ def fit_tailrec_parts(
 
     model = HistoryBilinearModel(items, profiles, config)
     epochs = train_history_model(model, check.train, probe_validation, profiles, device).best_epoch
-    ease_l2 = fit_ease(check.train, probe_validation, n_items)[1] if item_item else None
+    ease_l2 = (
+        fit_ease(check.train, probe_validation, n_items, k=config.eval_k)[1] if item_item else None
+    )
     prior = None
     if use_prior:
         prior = fit_profile_prior(profile_features, check.train, n_items, seed=config.seed)[0]

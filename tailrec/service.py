@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -42,12 +42,12 @@ from tailrec.history_model import HistoryBilinearModel, HistoryModelConfig
 from tailrec.profile_prior import ProfilePrior
 from tailrec.recommender import Parts, Weights, fit_tailrec_parts, placeholder_profiles
 from tailrec.segments import segment_users
-from tailrec.splits import holdout_mask
 
 logger = logging.getLogger(__name__)
 
 MAX_ITEM_ITEM_ITEMS = 20_000
 VALIDATION_FRACTION = 0.1
+DESCRIPTION_TEMPERATURE = 0.05
 MODEL_FILE = "model.pt"
 REPORT_FILE = "fit_report.txt"
 SETTINGS_FILE = "settings.json"
@@ -71,6 +71,7 @@ class OwnData:
     item_texts: list[str]
     profile_texts: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    item_texts_given: bool = True
 
 
 def index_logs(
@@ -98,6 +99,7 @@ def index_logs(
         texts = [f"item {i}" for i in item_ids]
         notes.append("no item table: items are known by their interactions only (no text)")
     else:
+        _require_overlap(item_texts.index, item_ids, "item")
         texts = item_texts.reindex(item_ids).fillna("").tolist()
         lacking = int((item_texts.reindex(item_ids).isna()).sum())
         if lacking:
@@ -111,6 +113,7 @@ def index_logs(
     user_ids = list(user_ids)
     profiles = None
     if user_texts is not None:
+        _require_overlap(user_texts.index, user_ids, "user")
         lacking = int(user_texts.reindex(user_ids).isna().sum())
         if lacking:
             notes.append(f"{lacking} user(s) are not in the user table (empty profile)")
@@ -124,15 +127,33 @@ def index_logs(
             )
         user_ids += waiting
         profiles = user_texts.reindex(user_ids).fillna("").tolist()
-    return OwnData(frame, user_ids, list(item_ids), texts, profiles, notes)
+    return OwnData(frame, user_ids, list(item_ids), texts, profiles, notes, item_texts is not None)
+
+
+def _require_overlap(table_ids: pd.Index, log_ids, what: str) -> None:
+    """A table that shares no id with the logs is keyed by the wrong column: refuse it."""
+    if len(table_ids) and not table_ids.isin(list(log_ids)).any():
+        examples = ", ".join(map(repr, list(table_ids[:3])))
+        raise ValueError(
+            f"None of the {len(table_ids)} ids of the {what} table (e.g. {examples}) occurs in the "
+            f"interactions; name the table's id column with --{what}-id-col."
+        )
 
 
 def validation_mask(interactions: pd.DataFrame, seed: int) -> np.ndarray:
-    """Each user's latest 10% of interactions (seeded random without times); one always stays."""
+    """Each user's latest 10% of interactions, at least one (seeded random order without times).
+
+    A user with a single interaction keeps it for training.
+    """
     order = np.random.default_rng(seed).random(len(interactions))
     if "timestamp" in interactions:
         order = interactions["timestamp"].to_numpy(dtype=np.float64) + order  # order breaks ties
-    return holdout_mask(interactions, "user_index", VALIDATION_FRACTION, order, min_kept=1)
+    keyed = pd.DataFrame({"user": interactions["user_index"].to_numpy(), "order": order})
+    from_last = keyed.groupby("user")["order"].rank(method="first", ascending=False).to_numpy()
+    size = keyed.groupby("user")["order"].transform("size").to_numpy()
+    # Round half up, as tailrec.splits does; a user with 2 or more gives at least one.
+    held = np.maximum(np.floor(VALIDATION_FRACTION * size + 0.5), 1) * (size >= 2)
+    return from_last <= held
 
 
 def fit_on_logs(
@@ -176,7 +197,12 @@ def fit_on_logs(
         train, validation, item_features, profiles, config, device, item_item=item_item
     )
     parts, weights = fit.chosen(item_item=item_item, profile_prior=profiles is not None)
-    info = {**fit.info, **asdict(weights), "notes": notes}
+    if parts.prior is not None and parts.prior.k >= len(parts.prior.neighbours):
+        notes.append(
+            "the profile prior chose every user as a neighbour, so a profile does not change "
+            "anyone's list: on these logs profiles did not predict choices"
+        )
+    info = {**fit.info, **asdict(weights), "notes": notes, "item_text": data.item_texts_given}
     return TrainedRecommender(
         config=config,
         model=parts.model,
@@ -250,10 +276,13 @@ class TrainedRecommender:
         return np.bincount(self.interactions["item_index"], minlength=len(self.item_ids))
 
     def user_position(self, user_id: str) -> int:
-        """The index of ``user_id``; a clear error for an id the model has not seen."""
+        """The index of ``user_id`` (spaces around it ignored, as when reading the logs)."""
+        user_id = user_id.strip()
         if user_id not in self._user_position:
-            near = [u for u in self.user_ids if u.strip().lstrip("0") == user_id.lstrip("0")]
-            hint = f" (ids are exact strings: did you mean {near[0]!r}?)" if near else ""
+            near = [u for u in self.user_ids if u.lstrip("0") == user_id.lstrip("0")][:3]
+            hint = ""
+            if near:
+                hint = f" (ids are exact strings: did you mean {' or '.join(map(repr, near))}?)"
             raise ValueError(
                 f"Unknown user {user_id!r}{hint}. To serve someone the model has not seen, pass "
                 "--profile TEXT and/or --history ITEM_ID... instead of --user."
@@ -262,6 +291,7 @@ class TrainedRecommender:
 
     def item_positions(self, item_ids: Sequence[str]) -> list[int]:
         """The indices of ``item_ids``; a clear error naming any the model has not seen."""
+        item_ids = [i.strip() for i in item_ids]
         unknown = [i for i in item_ids if i not in self._item_position]
         if unknown:
             shown = ", ".join(map(repr, unknown[:5]))
@@ -272,7 +302,12 @@ class TrainedRecommender:
         return [self._item_position[i] for i in item_ids]
 
     def _ranked(self, scores: np.ndarray, user: int, k: int, seen: set[int]) -> list[dict]:
-        require_k(k, len(self.item_ids) - (len(seen) if seen else 0))
+        if seen and len(seen) >= len(self.item_ids):
+            raise ValueError(
+                "This user has already interacted with every item, so nothing unseen is left to "
+                "recommend; leave out --exclude-seen to rank the items they have."
+            )
+        require_k(k, len(self.item_ids) - len(seen))
         scores = scores.astype(np.float64).copy()
         scores[list(seen)] = -np.inf
         items = np.arange(len(scores))
@@ -296,7 +331,7 @@ class TrainedRecommender:
         basis = (
             f"history of {len(mine)} interaction(s)" if len(mine) else "a profile, no history yet"
         )
-        return Recommendation(user_id, basis, self._ranked(scores, user, k, seen))
+        return Recommendation(self.user_ids[user], basis, self._ranked(scores, user, k, seen))
 
     def recommend_new(
         self,
@@ -304,32 +339,67 @@ class TrainedRecommender:
         history: Sequence[str] = (),
         k: int = 10,
         encoder: TextEncoder | None = None,
+        description: str | None = None,
     ) -> Recommendation:
         """The top ``k`` items for someone the model has not seen, from what they give.
 
         ``profile`` is a text like the user table's (e.g. "age: 34. occupation:
         nurse"); ``history`` the ids of items they already chose, which are
-        not recommended back. With neither, the most popular items.
+        not recommended back; ``description`` free text about their tastes
+        (e.g. "loves science fiction"), matched against the item texts
+        (:meth:`description_scores`). With none of them, the most popular items.
         """
-        items = self.item_positions(list(history))
+        items = list(dict.fromkeys(self.item_positions(list(history))))  # repeats count once
+        if len(items) >= len(self.item_ids):
+            raise ValueError("The history given holds every item, so nothing is left to recommend.")
+        for name, text in (("profile", profile), ("description", description)):
+            if text is not None and not text.strip():
+                raise ValueError(f"The {name} text is empty; pass some text, or leave it out.")
         if profile is not None and self.parts.prior is None:
             raise ValueError(
                 "This model was fitted without a user table, so it has no profiles to compare a "
                 "new profile with. Refit with --users FILE, or pass --history ITEM_ID... instead."
             )
-        if profile is not None and not profile.strip():
-            raise ValueError("The profile text is empty; pass some text, or leave --profile out.")
+        encoder = encoder or (TextEncoder(self.encoder) if profile or description else None)
         if profile is None and not items:
             counts = self._counts().astype(np.float64)
-            basis = "popularity: no history or profile was given"
-            return Recommendation(None, basis, self._ranked(counts, self.n_users, k, set()))
-        scorer = self._new_user_scorer(profile, items, encoder)
-        scores = scorer(np.array([self.n_users]))[0]
-        given = [f"{len(items)} item(s) of history"] if items else []
-        given += ["a profile"] if profile is not None else []
-        return Recommendation(
-            None, " and ".join(given), self._ranked(scores, self.n_users, k, set(items))
-        )
+            scores = np.log((counts + 1) / (counts + 1).sum())  # popularity as a log-share
+            basis = ["popularity (no history or profile was given)"]
+        else:
+            scorer = self._new_user_scorer(profile, items, encoder)
+            scores = scorer(np.array([self.n_users]))[0]
+            basis = [f"{len(items)} item(s) of history"] if items else []
+            if profile is not None:
+                basis.append("a profile" + self._profile_caveat())
+        if description is not None:
+            scores = scores + self.description_scores(description, encoder)
+            basis.append("a description")
+        ranked = self._ranked(scores, self.n_users, k, set(items))
+        return Recommendation(None, " and ".join(basis), ranked)
+
+    def _profile_caveat(self) -> str:
+        """A note for answers built on a profile when the fitted prior ignores profiles."""
+        prior = self.parts.prior
+        if prior is not None and prior.k >= len(prior.neighbours):
+            return " (which changes nothing: see the fit notes)"
+        return ""
+
+    def description_scores(self, description: str, encoder: TextEncoder) -> np.ndarray:
+        """log p(item | description): a softmax of the description's cosine with each item text.
+
+        The temperature :data:`DESCRIPTION_TEMPERATURE` sets how far a
+        description moves a list; it is a fixed choice, not fitted, since the
+        data this was built on has no free-text descriptions to fit it on.
+        """
+        if not self.info.get("item_text", True):
+            raise ValueError(
+                "This model was fitted without an item table, so its items have no text to "
+                "match a description against; refit with --items FILE --item-text-cols ..."
+            )
+        query = torch.as_tensor(encoder.encode([description])[0])
+        features = torch.nn.functional.normalize(self.model.item_features, dim=-1)
+        cosine = features @ torch.nn.functional.normalize(query, dim=0)
+        return torch.log_softmax(cosine / DESCRIPTION_TEMPERATURE, dim=0).numpy()
 
     def _new_user_scorer(
         self, profile: str | None, items: list[int], encoder: TextEncoder | None
@@ -338,7 +408,6 @@ class TrainedRecommender:
         rows = self._profile_rows()
         width = rows.shape[1]
         if profile is not None:
-            encoder = encoder or TextEncoder(self.encoder)
             vector = encoder.encode([profile])[0]
         else:
             vector = placeholder_profiles(1, width)[0]
@@ -361,7 +430,7 @@ class TrainedRecommender:
         labelled as :meth:`segments` says; users the model has never seen
         get the popularity list and the label "new". Rows
         with unknown items, or pairs already in training, cannot be hit and
-        are dropped; the notes say how many.
+        are left out; the notes say how many.
 
         Returns
         -------
@@ -370,8 +439,13 @@ class TrainedRecommender:
             ``ndcg``, ``recall``, ``precision``, ``map`` and ``hit_rate``, and
             ``popularity_ndcg`` and ``popularity_recall`` for the same users.
         """
-        require_k(k, len(self.item_ids))
+        require_k(k, 10**9)
         known, new, notes = self._test_rows(test)
+        if k > len(self.item_ids):
+            notes.append(
+                f"k = {k} is more than the {len(self.item_ids)} items: lists hold them all"
+            )
+            k = len(self.item_ids)
         n_items = len(self.item_ids)
         popular = self._popularity_scorer()
         runs = []
@@ -394,7 +468,7 @@ class TrainedRecommender:
         known_item = test["item_id"].isin(self._item_position)
         if (~known_item).any():
             notes.append(
-                f"dropped {int((~known_item).sum())} row(s) with items the model has not seen"
+                f"{int((~known_item).sum())} row(s) left out: items the model has not seen"
             )
         test = test[known_item]
         is_new = (~test["user_id"].isin(self._user_position)).to_numpy()
@@ -407,7 +481,7 @@ class TrainedRecommender:
         seen = frame.merge(self.interactions.assign(_seen=True), how="left")["_seen"].eq(True)
         in_train = seen.to_numpy() & ~is_new
         if in_train.any():
-            notes.append(f"dropped {int(in_train.sum())} row(s) already in the training history")
+            notes.append(f"{int(in_train.sum())} row(s) left out: already in the training history")
         new = frame[is_new].assign(
             user_index=pd.factorize(test["user_id"][is_new])[0] + self.n_users
         )
@@ -428,6 +502,28 @@ class TrainedRecommender:
         labels = pd.Series("profile only", index=pd.RangeIndex(self.n_users), dtype=object)
         labels[active] = segment_users(local, len(active)).to_numpy()
         return labels
+
+    def history_recommender(self, user_steps: int = 0) -> Callable[[pd.DataFrame], Scorer]:
+        """The model as a function of a history (user and item indices), for the feedback loop.
+
+        ``build(history)`` scores every user from ``history`` with the trained
+        parts and the chosen weights; nothing is retrained. See
+        :func:`tailrec.feedback.simulate_feedback`.
+        """
+        profiles = torch.as_tensor(self._profile_rows())
+        return lambda history: self.parts.scorer(history, profiles, self.weights, user_steps)
+
+    def indexed(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Rows of ``frame`` (``user_id``, ``item_id``, ...) whose user and item the model knows,
+        with ``user_index`` and ``item_index`` added; the other rows are left out."""
+        known = frame["user_id"].isin(self._user_position) & frame["item_id"].isin(
+            self._item_position
+        )
+        frame = frame[known]
+        return frame.assign(
+            user_index=frame["user_id"].map(self._user_position).astype("int64"),
+            item_index=frame["item_id"].map(self._item_position).astype("int64"),
+        )
 
     def _scorer(self) -> Scorer:
         profiles = torch.as_tensor(self._profile_rows())
@@ -476,7 +572,8 @@ class TrainedRecommender:
     @classmethod
     def load(cls, folder: str | Path) -> TrainedRecommender:
         """Read a model saved by :meth:`save`; clear errors for anything else."""
-        path = Path(folder) / MODEL_FILE
+        folder = Path(folder)
+        path = folder if folder.name == MODEL_FILE and folder.is_file() else folder / MODEL_FILE
         if not path.is_file():
             raise ValueError(
                 f"{folder} holds no {MODEL_FILE}; pass the folder that tailrec fit --out wrote."

@@ -20,7 +20,7 @@ import pandas as pd
 
 from tailrec.data import InteractionData
 from tailrec.files import atomic_write
-from tailrec.text import item_text
+from tailrec.text import item_text, natural_title
 
 ORDERS_FILE = "orders.csv"
 PRODUCTS_FILE = "products.csv"
@@ -54,7 +54,7 @@ def shop_tables(data: InteractionData) -> dict[str, pd.DataFrame]:
     products = pd.DataFrame(
         {
             "product_id": items["item_id"].map(product_id),
-            "name": items["title"],
+            "name": items["title"].map(natural_title),
             "release_year": items["year"].astype("Int64"),
             "category": items["genres"].str.replace("|", ", ", regex=False),
             "description": [

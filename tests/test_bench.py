@@ -97,3 +97,24 @@ def test_an_output_path_that_is_a_file_is_refused(tmp_path, capsys):
     assert main(["quality", "--out", str(target)]) == 2
     assert "is a file" in capsys.readouterr().err
     assert target.read_text() == "keep me"
+
+
+def test_feedback_benchmark_writes_rates_per_round_and_update_times(movielens_dir, tmp_path):
+    out = tmp_path / "feedback"
+    args = ["feedback", "--data-dir", str(movielens_dir.parent), "--out", str(out)]
+    assert main([*args, "--users", "60", "--max-epochs", "1", "--rounds", "2"]) == 0
+    record = json.loads((out / "feedback.json").read_text())
+    frame = pd.DataFrame(record["results"])
+    assert set(frame["setting"]) == {"temporal", "few_shot_3"}
+    assert set(frame["round"]) == {1, 2}
+    models = {"tailrec", "tailrec_steps", "tailrec_no_update", "ease", "ease_no_update"}
+    assert models | {"popularity"} == set(frame["model"])
+    assert frame["ctr"].between(0, 1).all()
+    assert (frame["conversion"] <= frame["ctr"]).all()  # a purchase is also a click
+    # Round 1 is shown before any feedback, so an update cannot change it yet.
+    first = frame[frame["round"] == 1].set_index(["setting", "group", "model"])["ctr"]
+    assert (
+        first.xs("tailrec", level="model") == first.xs("tailrec_no_update", level="model")
+    ).all()
+    assert record["facts"]["update_ms"] > 0
+    assert "## ctr: temporal, tail" in (out / "feedback.md").read_text()

@@ -180,3 +180,29 @@ def test_folding_in_a_click_changes_only_that_users_scores(small_run):
     after = build(pd.concat([fitted.full, click]))(users)
     assert not np.allclose(before[0], after[0])
     np.testing.assert_array_equal(before[1:], after[1:])
+
+
+def test_user_steps_raise_the_users_own_items_and_leave_the_model_alone():
+    model = toy_model()
+    history = toy_history()
+    before = [p.detach().clone() for p in model.parameters()]
+    profiles = torch.zeros(5, WIDTH)
+    plain = history_scorer(model, history, profiles, log_probabilities=True)(np.arange(5))
+    tuned = history_scorer(model, history, profiles, log_probabilities=True, user_steps=20)
+    tuned = tuned(np.arange(5))
+    rows = history["user_index"].to_numpy(), history["item_index"].to_numpy()
+    own_plain = pd.Series(plain[rows]).groupby(rows[0]).mean()
+    own_tuned = pd.Series(tuned[rows]).groupby(rows[0]).mean()
+    assert (own_tuned > own_plain).all()  # each user's own items, on average
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+def test_tuned_vectors_do_not_depend_on_the_batch():
+    model = toy_model()
+    scorer = history_scorer(model, toy_history(), torch.zeros(5, WIDTH), user_steps=5)
+    np.testing.assert_allclose(scorer(np.array([2]))[0], scorer(np.array([0, 2, 4]))[1], rtol=1e-5)
+
+
+def test_user_steps_must_be_a_whole_number():
+    with pytest.raises(ValueError, match="user_steps"):
+        history_scorer(toy_model(), toy_history(), torch.zeros(5, WIDTH), user_steps=-1)

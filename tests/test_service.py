@@ -111,12 +111,6 @@ def test_unknown_user_and_items_are_named(trained):
         trained.recommend_new(history=["SKU-99999"])
 
 
-def test_a_user_who_has_seen_everything_gets_a_clear_error(trained):
-    items = trained.item_ids
-    with pytest.raises(ValueError, match="0 item"):
-        trained._ranked(np.zeros(len(items)), 0, 1, set(range(len(items))))
-
-
 def test_evaluate_reports_segments_and_new_users(trained, shop):
     test, _, _ = read_interactions(shop / "test.csv", COLUMNS)
     table, notes = trained.evaluate(test, k=10)
@@ -238,3 +232,94 @@ def test_a_customer_with_a_profile_and_no_orders_is_served_by_the_profile(traine
     answer = trained.recommend(user, k=10)
     assert answer.basis == "a profile, no history yet"
     assert answer.items != trained.recommend_new(k=10).items  # not simply the popularity list
+
+
+def test_the_history_recommender_is_the_served_model(trained):
+    build = trained.history_recommender()
+    scores = build(trained.interactions)(np.array([0]))[0]
+    listed = [i["item_id"] for i in trained.recommend(trained.user_ids[0], k=5).items]
+    assert [trained.item_ids[i] for i in np.argsort(-scores, kind="stable")[:5]] == listed
+    frame = pd.DataFrame({"user_id": [trained.user_ids[0], "nobody"], "item_id": ["x", "y"]})
+    frame.loc[0, "item_id"] = trained.item_ids[0]
+    assert trained.indexed(frame)["user_index"].tolist() == [0]
+
+
+def test_repeated_history_ids_count_once(trained):
+    first = trained.item_ids[:2]
+    once = trained.recommend_new(history=first)
+    repeated = trained.recommend_new(history=[first[0]] * 5 + [first[1]])
+    assert repeated.items == once.items and repeated.basis == "2 item(s) of history"
+
+
+def test_a_user_who_has_seen_everything_is_told_so(trained):
+    everything = set(range(len(trained.item_ids)))
+    with pytest.raises(ValueError, match="every item"):
+        trained._ranked(np.zeros(len(everything)), 0, 1, everything)
+
+
+def test_spaces_around_a_requested_id_are_ignored_as_when_reading(trained):
+    user = trained.user_ids[0]
+    assert trained.recommend(f" {user} ", k=3).items == trained.recommend(user, k=3).items
+
+
+def test_a_model_file_path_is_accepted_for_its_folder(trained, tmp_path):
+    trained.save(tmp_path / "model")
+    loaded = TrainedRecommender.load(tmp_path / "model" / MODEL_FILE)
+    assert loaded.user_ids == trained.user_ids
+
+
+def test_a_catalogue_smaller_than_ten_and_users_with_few_interactions(encoder):
+    rng = np.random.default_rng(0)
+    rows = [(f"u{u}", f"i{i}") for u in range(30) for i in rng.choice(9, 4, replace=False)]
+    data = index_logs(pd.DataFrame(rows, columns=["user_id", "item_id"]))
+    trained = fit_on_logs(data, config=HistoryModelConfig(epochs=2))
+    assert len(trained.recommend("u0", k=5, exclude_seen=True).items) == 5
+
+
+def test_logs_where_nobody_interacted_twice_are_refused_clearly():
+    data = index_logs(pd.DataFrame({"user_id": ["a", "b", "c"], "item_id": ["x", "y", "z"]}))
+    with pytest.raises(ValueError, match="No user has 2 or more interactions"):
+        fit_on_logs(data)
+
+
+def test_cli_refuses_bad_epochs_and_an_unwritable_out_before_training(shop, tmp_path, capsys):
+    base = ["fit", "--interactions", str(shop / "train.csv"), "--user-col", "customer_id"]
+    base += ["--item-col", "product_id"]
+    with pytest.raises(SystemExit):
+        main([*base, "--epochs", "0", "--out", str(tmp_path / "m")])
+    assert "--epochs" in capsys.readouterr().err
+    (tmp_path / "afile").write_text("x")
+    assert main([*base, "--out", str(tmp_path / "afile" / "sub")]) == 2
+    error = capsys.readouterr().err
+    assert "training" not in error and "Traceback" not in error
+
+
+def test_a_description_moves_a_new_users_list_towards_matching_item_texts(trained, encoder):
+    plain = trained.recommend_new(k=20)
+    told = trained.recommend_new(k=20, description="horror films", encoder=encoder)
+    assert told.basis.endswith("and a description")
+
+    def horror(answer):
+        return sum("Horror" in item["text"] for item in answer.items)
+
+    assert horror(told) > horror(plain)
+    with pytest.raises(ValueError, match="description text is empty"):
+        trained.recommend_new(description="  ")
+
+
+def test_a_description_needs_item_texts(trained, encoder):
+    bare = dataclasses.replace(trained, info={**trained.info, "item_text": False})
+    with pytest.raises(ValueError, match="without an item table"):
+        bare.recommend_new(description="horror films", encoder=encoder)
+
+
+def test_a_table_keyed_by_the_wrong_column_is_refused():
+    logs = pd.DataFrame({"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"]})
+    texts = pd.Series(["Heat", "Fargo"], index=["1", "2"])
+    with pytest.raises(ValueError, match="--item-id-col"):
+        index_logs(logs, item_texts=texts)
+
+
+def test_a_new_history_of_every_item_is_told_so(trained):
+    with pytest.raises(ValueError, match="holds every item"):
+        trained.recommend_new(history=trained.item_ids)
