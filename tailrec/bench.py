@@ -46,6 +46,7 @@ from tailrec.baselines import (
     lightfm_scorer,
     popularity_scorer,
 )
+from tailrec.checks import positive_int
 from tailrec.cold_items import compare_new_items
 from tailrec.data import InteractionData, load_movielens, subsample_users
 from tailrec.device import best_device
@@ -210,6 +211,20 @@ def write_split(folder: Path, split: Split) -> None:
         getattr(split, part)[columns].to_csv(folder / f"{part}.csv", index=False)
 
 
+def _data_and_features(
+    data_dir: str | None, out: Path, n_users: int | None, seed: int, encoder: str
+) -> tuple[InteractionData, np.ndarray, np.ndarray]:
+    """The data (a seeded sample of ``n_users`` when given) and its item and profile features."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (new or existing).")
+    data = load_movielens(data_dir)
+    if n_users is not None:
+        data = subsample_users(data, n_users, seed)
+    text_encoder = TextEncoder(encoder)
+    item_features = text_encoder.encode(item_texts(data.items))
+    return data, item_features, text_encoder.encode(profile_texts(data.users))
+
+
 def quality(
     data_dir: str | None,
     out: Path,
@@ -227,14 +242,9 @@ def quality(
     ``max_epochs`` caps every trained model's epochs (for quick checks);
     ``models`` keeps only the named models.
     """
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder (new or existing).")
-    data = load_movielens(data_dir)
-    if n_users is not None:
-        data = subsample_users(data, n_users, seed)
-    text_encoder = TextEncoder(encoder)
-    item_features = text_encoder.encode(item_texts(data.items))
-    profile_features = text_encoder.encode(profile_texts(data.users))
+    data, item_features, profile_features = _data_and_features(
+        data_dir, out, n_users, seed, encoder
+    )
     builders = model_builders(data, item_features, profile_features, seed, max_epochs)
     if models is not None:
         unknown = sorted(set(models) - set(builders))
@@ -329,18 +339,13 @@ def new_items(
     echo: Callable[..., None] = print,
 ) -> pd.DataFrame:
     """Measure new-item cold start (:func:`tailrec.cold_items.compare_new_items`); write it."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder (new or existing).")
     if not 0.0 < new_fraction < 1.0:
         raise ValueError(f"--new-fraction must be between 0 and 1 (exclusive), got {new_fraction}.")
     if seed < 0:
         raise ValueError(f"--seed must be a whole number of at least 0, got {seed}.")
-    data = load_movielens(data_dir)
-    if n_users is not None:
-        data = subsample_users(data, n_users, seed)
-    text_encoder = TextEncoder(encoder)
-    item_features = text_encoder.encode(item_texts(data.items))
-    profile_features = text_encoder.encode(profile_texts(data.users))
+    data, item_features, profile_features = _data_and_features(
+        data_dir, out, n_users, seed, encoder
+    )
     started = time.perf_counter()
     results = compare_new_items(
         data.interactions,
@@ -394,14 +399,9 @@ def feedback(
     echo: Callable[..., None] = print,
 ) -> pd.DataFrame:
     """Measure CTR and conversion by round (:func:`tailrec.feedback_bench.compare_feedback`)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} is a file; give a folder (new or existing).")
-    data = load_movielens(data_dir)
-    if n_users is not None:
-        data = subsample_users(data, n_users, seed)
-    text_encoder = TextEncoder(encoder)
-    item_features = text_encoder.encode(item_texts(data.items))
-    profile_features = text_encoder.encode(profile_texts(data.users))
+    data, item_features, profile_features = _data_and_features(
+        data_dir, out, n_users, seed, encoder
+    )
     started = time.perf_counter()
     results, facts = compare_feedback(
         data, item_features, profile_features, seed, rounds, k, max_epochs=max_epochs, echo=echo
@@ -500,17 +500,6 @@ def markdown_table(table: pd.DataFrame) -> str:
         ]
         body.append("| " + " | ".join(cells) + " |")
     return "\n".join([header, rule, *body])
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from tailrec import __version__
+from tailrec.checks import positive_int
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -83,7 +84,7 @@ def _add_fit(commands) -> None:
     users.add_argument(
         "--users-no-header", action="store_true", help="the user table has no header row"
     )
-    fit.add_argument("--epochs", type=_positive, help="most training epochs (default: 200)")
+    fit.add_argument("--epochs", type=positive_int, help="most training epochs (default: 200)")
     fit.add_argument("--seed", type=int, default=42)
     fit.add_argument("--encoder", help="text encoder (default: all-MiniLM-L6-v2, shipped)")
 
@@ -125,17 +126,6 @@ def _run(args: argparse.Namespace) -> int:
         print(line)
     print(f"\nExecuted notebooks and figures are in {results[0].output.parent}")
     return 0
-
-
-def _positive(text: str) -> int:
-    """An argparse type: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
 
 
 def _separator(value: str | None) -> str | None:
