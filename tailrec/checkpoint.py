@@ -41,6 +41,7 @@ def save_checkpoint(
             f"{path} ends in .json, the name of the settings file written beside a checkpoint; "
             "choose another name, e.g. model.pt."
         )
+    _refuse_foreign_settings_file(settings_path(path))
     settings = dict(settings or {})
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -57,6 +58,21 @@ def save_checkpoint(
     )
     atomic_write(settings_path(path), lambda handle: handle.write(text.encode()))
     return path
+
+
+def _refuse_foreign_settings_file(path: Path) -> None:
+    """The settings twin may replace an earlier one of ours, never a file of the user's."""
+    if not path.exists():
+        return
+    try:
+        ours = "model_config" in json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError, OSError, TypeError):
+        ours = False
+    if not ours:
+        raise ValueError(
+            f"Saving would overwrite {path}, which is not a tailrec settings file (the JSON "
+            "written beside each checkpoint); choose another checkpoint name or move that file."
+        )
 
 
 def load_checkpoint(

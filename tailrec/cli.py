@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -52,6 +53,13 @@ def _add_reading(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--item-col", help="item id column (default: item_id, itemId, item...)")
     group.add_argument("--rating-col", help="rating column (default: rating, if present)")
     group.add_argument("--time-col", help="time column: epoch s or ms, or ISO text")
+    group.add_argument(
+        "--rating-range",
+        nargs=2,
+        type=float,
+        metavar=("LOW", "HIGH"),
+        help="the rating scale, e.g. 1 5: ratings outside it are reported and left empty",
+    )
     group.add_argument("--sep", help="separator, e.g. , or ; or tab or :: (default: detected)")
     group.add_argument("--encoding", help="text encoding, e.g. latin-1 (default: detected)")
     group.add_argument(
@@ -153,7 +161,17 @@ def _read_logs(path: Path, args: argparse.Namespace, stored: dict | None = None)
         args.encoding,
         header,
         guess_optional=not stored,  # an evaluation needs neither ratings nor times
+        rating_range=_rating_range(args.rating_range),
     )
+
+
+def _rating_range(values: list[float] | None) -> tuple[float, float] | None:
+    if values is None:
+        return None
+    low, high = values
+    if not low <= high:
+        raise ValueError(f"--rating-range needs LOW <= HIGH, got {low:g} {high:g}.")
+    return low, high
 
 
 def _fit(args: argparse.Namespace) -> int:
@@ -162,7 +180,10 @@ def _fit(args: argparse.Namespace) -> int:
     from tailrec.runner import refuse_non_empty
     from tailrec.service import REPORT_FILE, fit_on_logs, index_logs
 
-    refuse_non_empty(args.out, "The output folder", "choose a new --out folder")
+    state_dir = args.out / TRAINING_STATE_DIR
+    resuming = state_dir.is_dir() and [p.name for p in args.out.iterdir()] == [state_dir.name]
+    if not resuming:
+        refuse_non_empty(args.out, "The output folder", "choose a new --out folder")
     frame, report, reading = _read_logs(args.interactions, args)
     print(report.text(), flush=True)
     reports = [report]
@@ -191,11 +212,16 @@ def _fit(args: argparse.Namespace) -> int:
         args.out.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise ValueError(f"--out {args.out} cannot be created ({error.strerror}).") from error
-    print("\ntraining...", file=sys.stderr, flush=True)
+    print(
+        "\nresuming the interrupted fit..." if resuming else "\ntraining...",
+        file=sys.stderr,
+        flush=True,
+    )
     kwargs = {"encoder": args.encoder} if args.encoder else {}
     try:
-        trained = fit_on_logs(data, config=config, reading=reading, **kwargs)
+        trained = fit_on_logs(data, config=config, reading=reading, state_dir=state_dir, **kwargs)
     except BaseException:
+        # What training wrote is kept, so that running the same command again resumes.
         if created and not any(args.out.iterdir()):
             args.out.rmdir()
         raise
@@ -206,6 +232,7 @@ def _fit(args: argparse.Namespace) -> int:
         print("\nfor the model:\n" + "\n".join(f"  {note}" for note in notes))
     trained.save(args.out)
     (args.out / REPORT_FILE).write_text(summary + "\n")
+    shutil.rmtree(state_dir, ignore_errors=True)
     chosen = trained.info
     print(
         f"\nfitted: {chosen['epochs']} epoch(s), item-item weight {chosen['item_item']:g}, "
@@ -254,6 +281,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# Where an interrupted fit keeps its training state, inside the --out folder.
+TRAINING_STATE_DIR = ".training"
+
 COMMANDS = {"run": _run, "fit": _fit, "recommend": _recommend, "evaluate": _evaluate}
 
 
@@ -278,7 +308,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tailrec: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        kept = "the partly executed notebook is kept" if args.command == "run" else "nothing saved"
+        kept = {
+            "run": "the partly executed notebook is kept",
+            "fit": "run the same command again to resume the fit",
+        }.get(args.command, "nothing was saved")
         print(f"tailrec: interrupted; {kept}.", file=sys.stderr)
         return 130
 

@@ -156,13 +156,17 @@ def build_model(course: CourseData, settings: CourseSettings) -> BilinearModel:
     )
 
 
-def fit(course: CourseData, settings: CourseSettings) -> tuple[BilinearModel, TrainHistory]:
-    """Build and train a model on the course's training split."""
+def fit(
+    course: CourseData, settings: CourseSettings, state_path: str | Path | None = None
+) -> tuple[BilinearModel, TrainHistory]:
+    """Build and train a model on the course's training split.
+
+    ``state_path``: see :func:`tailrec.training.train` (resuming an interrupted run).
+    """
     settings = settings.resolved()
     model = build_model(course, settings)
-    history = train(
-        model, course.split.train, course.split.validation, settings.train_config(), best_device()
-    )
+    split, config = course.split, settings.train_config()
+    history = train(model, split.train, split.validation, config, best_device(), state_path)
     return model.cpu().eval(), history
 
 
@@ -195,11 +199,15 @@ def train_or_load(
 
     A checkpoint trained with other settings is not overwritten silently: the
     new model is trained and saved in its place only after a log message says so.
+    Training writes its state beside ``path`` after every epoch (named after the
+    settings and data), so a run interrupted mid-training resumes where it
+    stopped; the state file is deleted once the finished model is saved.
     """
     path = Path(path)
+    fingerprint = course_fingerprint(course, settings)
     if path.is_file():
         model, saved = load_checkpoint(path)
-        if saved.get("course") == json.loads(json.dumps(course_fingerprint(course, settings))):
+        if saved.get("course") == json.loads(json.dumps(fingerprint)):
             logger.info("Reusing the model saved at %s", path)
             return model, TrainHistory(**saved["history"])
         warnings.warn(
@@ -207,8 +215,11 @@ def train_or_load(
             "which replaces it.",
             stacklevel=2,
         )
-    model, history = fit(course, settings)
+    key = hashlib.sha256(json.dumps(fingerprint, sort_keys=True).encode()).hexdigest()[:12]
+    state_path = path.with_name(f"{path.stem}.training-{key}.pt")
+    model, history = fit(course, settings, state_path)
     save_course_model(model, history, course, settings, path)
+    state_path.unlink(missing_ok=True)
     return model, history
 
 

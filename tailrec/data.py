@@ -7,6 +7,7 @@ directory and downloads the official archive only when the folder is missing.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -14,6 +15,7 @@ import shutil
 import tempfile
 import urllib.request
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -159,21 +161,33 @@ def _download_and_extract(root: Path) -> None:
     Everything happens in a temporary folder beside the target, so a failed
     download or a bad checksum leaves nothing half-written in the cache.
     """
+    created = not root.exists()
     root.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
-        archive = Path(tmp) / "ml-100k.zip"
-        try:
-            download_file(MOVIELENS_URL, archive)
-        except OSError as error:
-            raise ValueError(
-                f"Could not download {MOVIELENS_URL} ({error}). Download it by hand and "
-                f"extract it into {root}, or point the data directory (--data-dir, data_dir or "
-                f"{DATA_DIR_ENV}) at a folder that holds ml-100k/."
-            ) from error
-        extract_dir = Path(tmp) / "extracted"
-        safe_extract(archive, extract_dir)
-        verify_movielens(extract_dir / MOVIELENS_FOLDER)
-        shutil.move(str(extract_dir / MOVIELENS_FOLDER), root / MOVIELENS_FOLDER)
+    try:
+        with tempfile.TemporaryDirectory(dir=root, prefix=".download-") as tmp:
+            archive = Path(tmp) / "ml-100k.zip"
+            try:
+                download_file(MOVIELENS_URL, archive)
+            except OSError as error:
+                new = (
+                    f" ({root} did not exist: check the path if you meant a copy you have)"
+                    if created
+                    else ""
+                )
+                raise ValueError(
+                    f"Could not download {MOVIELENS_URL} ({error}){new}. Download it by hand "
+                    f"and extract it into {root}, or point the data directory (--data-dir, "
+                    f"data_dir or {DATA_DIR_ENV}) at a folder that holds ml-100k/."
+                ) from error
+            extract_dir = Path(tmp) / "extracted"
+            safe_extract(archive, extract_dir)
+            verify_movielens(extract_dir / MOVIELENS_FOLDER)
+            shutil.move(str(extract_dir / MOVIELENS_FOLDER), root / MOVIELENS_FOLDER)
+    except BaseException:
+        # A folder made only for this download is not left behind, empty, on failure.
+        if created and root.is_dir() and not any(root.iterdir()):
+            root.rmdir()
+        raise
 
 
 def download_file(url: str, destination: Path, timeout: float = 60.0) -> None:
@@ -221,28 +235,49 @@ def load_movielens(data_dir: str | Path | None = None, verify: bool = True) -> I
         Users and items are indexed in the order of their original ids.
     """
     folder = ensure_movielens(data_dir, verify=verify)
-    ratings = pd.read_csv(
-        folder / "u.data",
-        sep="\t",
-        names=["user_id", "item_id", "rating", "timestamp"],
-        dtype="int64",
-    )
-    genre_names = pd.read_csv(folder / "u.genre", sep="|", names=["genre", "flag"])["genre"]
+    with _naming_the_file(folder / "u.data"):
+        ratings = pd.read_csv(
+            folder / "u.data",
+            sep="\t",
+            names=["user_id", "item_id", "rating", "timestamp"],
+            dtype="int64",
+        )
+    with _naming_the_file(folder / "u.genre"):
+        genre_names = pd.read_csv(folder / "u.genre", sep="|", names=["genre", "flag"])["genre"]
     genre_names = genre_names.dropna().tolist()
-    raw_items = pd.read_csv(
-        folder / "u.item",
-        sep="|",
-        encoding="latin-1",
-        header=None,
-        names=["item_id", "title", "release_date", "video_release_date", "url", *genre_names],
-    )
-    users = pd.read_csv(
-        folder / "u.user",
-        sep="|",
-        names=["user_id", "age", "gender", "occupation", "zip_code"],
-        dtype={"zip_code": str},
-    )
+    with _naming_the_file(folder / "u.item"):
+        raw_items = pd.read_csv(
+            folder / "u.item",
+            sep="|",
+            encoding="latin-1",
+            header=None,
+            names=["item_id", "title", "release_date", "video_release_date", "url", *genre_names],
+        )
+    with _naming_the_file(folder / "u.user"):
+        users = pd.read_csv(
+            folder / "u.user",
+            sep="|",
+            names=["user_id", "age", "gender", "occupation", "zip_code"],
+            dtype={"zip_code": str},
+        )
     return build_interaction_data(ratings, _tidy_items(raw_items, genre_names), users)
+
+
+@contextlib.contextmanager
+def _naming_the_file(path: Path) -> Iterator[None]:
+    """Turn a failure to read ``path`` (missing, damaged) into an error that names it and the fix.
+
+    With ``verify=False`` nothing was checked before reading, so this is where
+    a damaged file shows up.
+    """
+    try:
+        yield
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as error:
+        raise ValueError(
+            f"{path} could not be read ({type(error).__name__}: {str(error).splitlines()[0]}). "
+            f"It is missing or damaged: delete {path.parent} so that tailrec downloads it again, "
+            "or load with verify=True to check every file first."
+        ) from error
 
 
 def _tidy_items(raw_items: pd.DataFrame, genre_names: list[str]) -> pd.DataFrame:

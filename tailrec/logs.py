@@ -389,11 +389,14 @@ def read_interactions(
     encoding: str | None = None,
     header: bool = True,
     guess_optional: bool = True,
+    rating_range: tuple[float, float] | None = None,
 ) -> tuple[pd.DataFrame, LogReport, dict]:
     """Read and check an interaction file (see the module for the rules).
 
     ``guess_optional`` False reads a rating or time column only when named in
-    ``columns`` (an evaluation needs neither).
+    ``columns`` (an evaluation needs neither). ``rating_range`` (lowest,
+    highest) marks ratings outside the scale: they are reported and left
+    empty, and the interactions kept.
 
     Returns
     -------
@@ -423,13 +426,24 @@ def read_interactions(
     keep = (out["user_id"] != "") & (out["item_id"] != "")
     report.drop("no user id or no item id", int((~keep).sum()))
     if rating_col is not None:
-        out["rating"] = parse_ratings(frame[rating_col], decimal_comma=fmt.sep != ",")
-        bad = keep & out["rating"].isna()
+        ratings = parse_ratings(frame[rating_col], decimal_comma=fmt.sep != ",")
+        bad = keep & ratings.isna()
         if bad.any():
             report.note(
                 f"{int(bad.sum())} rating(s) in {rating_col!r} are missing or not numbers; "
                 "those interactions are kept, without a rating"
             )
+        if rating_range is not None:
+            low, high = rating_range
+            outside = keep & ((ratings < low) | (ratings > high))
+            if outside.any():
+                examples = ", ".join(f"{v:g}" for v in ratings[outside].unique()[:3])
+                report.note(
+                    f"{int(outside.sum())} rating(s) lie outside {low:g} to {high:g} (e.g. "
+                    f"{examples}); those interactions are kept, without a rating"
+                )
+                ratings = ratings.mask(outside)
+        out["rating"] = ratings
     if time_col is not None:
         out["timestamp"], kinds = parse_times(frame[time_col])
         read_as = ", ".join(f"{n} as {kind}" for kind, n in kinds.items() if n)

@@ -170,11 +170,19 @@ def classification_metrics(
     }
 
 
+def _shares(values: np.ndarray, what: str) -> np.ndarray:
+    """``values`` as float64, refused unless finite, non-negative and not all zero."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"{what} needs finite, non-negative values (counts, say); got others.")
+    if len(values) == 0 or values.sum() == 0:
+        raise ValueError(f"{what} needs at least one positive value.")
+    return values
+
+
 def gini(values: np.ndarray) -> float:
     """Gini coefficient of non-negative values: 0 when all are equal, near 1 when one holds all."""
-    values = np.sort(np.asarray(values, dtype=np.float64))
-    if len(values) == 0 or values.sum() == 0:
-        raise ValueError("The Gini coefficient needs at least one positive value.")
+    values = np.sort(_shares(values, "The Gini coefficient"))
     n = len(values)
     ranks = np.arange(1, n + 1)
     return float((2 * (ranks * values).sum()) / (n * values.sum()) - (n + 1) / n)
@@ -185,7 +193,7 @@ def lorenz_curve(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Returns ``(population_share, value_share)``, both of shape (n + 1,) from 0 to 1.
     """
-    values = np.sort(np.asarray(values, dtype=np.float64))
+    values = np.sort(_shares(values, "A Lorenz curve"))
     value_share = np.concatenate([[0.0], np.cumsum(values) / values.sum()])
     population_share = np.linspace(0.0, 1.0, len(values) + 1)
     return population_share, value_share

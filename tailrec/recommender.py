@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -206,6 +207,7 @@ def _fit_parts(
     ease_l2: float | None,
     use_prior: bool,
     device: torch.device | str,
+    state_path: Path | None = None,
 ) -> Parts:
     """Every part fitted on ``train``: the model for ``epochs``, EASE with ``ease_l2``.
 
@@ -214,7 +216,7 @@ def _fit_parts(
     ``ease_l2`` None leaves the item-item term out, ``use_prior`` False the prior.
     """
     model = HistoryBilinearModel(items, profiles, config)
-    train_history_model(model, train, None, profiles, device, epochs=epochs)
+    train_history_model(model, train, None, profiles, device, epochs=epochs, state_path=state_path)
     n_items = len(items)
     prior = None
     if use_prior:
@@ -336,6 +338,7 @@ def fit_tailrec_parts(
     config: HistoryModelConfig | None = None,
     device: torch.device | str = "cpu",
     item_item: bool = True,
+    state_dir: str | Path | None = None,
 ) -> TailrecFit:
     """Train every piece once: a probe to choose weights with, and the final parts.
 
@@ -346,7 +349,9 @@ def fit_tailrec_parts(
 
     ``profile_features`` None (no profiles known) leaves the profile prior
     out; ``item_item`` False leaves EASE's term out, which a large catalogue
-    needs: ``B`` is a dense (n_items, n_items) matrix.
+    needs: ``B`` is a dense (n_items, n_items) matrix. With ``state_dir``, the
+    two trainings write their state there after every epoch and resume from
+    it (:func:`tailrec.training.train`), so an interrupted fit continues.
     """
     config = config or HistoryModelConfig()
     n_items = len(item_features)
@@ -375,8 +380,14 @@ def fit_tailrec_parts(
     held = np.unique(pd.concat([check.shown, check.hidden])["user_index"])
     probe_validation = validation[~validation["user_index"].isin(held)]
 
+    probe_state = final_state = None
+    if state_dir is not None:
+        Path(state_dir).mkdir(parents=True, exist_ok=True)
+        probe_state, final_state = Path(state_dir) / "probe.pt", Path(state_dir) / "final.pt"
     model = HistoryBilinearModel(items, profiles, config)
-    epochs = train_history_model(model, check.train, probe_validation, profiles, device).best_epoch
+    epochs = train_history_model(
+        model, check.train, probe_validation, profiles, device, state_path=probe_state
+    ).best_epoch
     ease_l2 = (
         fit_ease(check.train, probe_validation, n_items, k=config.eval_k)[1] if item_item else None
     )
@@ -386,7 +397,9 @@ def fit_tailrec_parts(
     probe_item_item = None if ease_l2 is None else ease_item_weights(check.train, n_items, ease_l2)
     probe = Parts(model, probe_item_item, prior)
     full = pd.concat([train, validation])
-    final = _fit_parts(full, items, profiles, config, epochs, ease_l2, use_prior, device)
+    final = _fit_parts(
+        full, items, profiles, config, epochs, ease_l2, use_prior, device, final_state
+    )
     info = {"epochs": epochs, "ease_l2": ease_l2}
     return TailrecFit(
         probe, final, check, probe_validation, full, profiles, n_items, config.eval_k, info

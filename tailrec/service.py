@@ -22,6 +22,7 @@ the model scores the whole catalogue for a user at once.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import pickle
@@ -162,12 +163,14 @@ def fit_on_logs(
     config: HistoryModelConfig | None = None,
     device: torch.device | str = "cpu",
     reading: dict | None = None,
+    state_dir: str | Path | None = None,
 ) -> TrainedRecommender:
     """Encode the texts, fit the recommender and return it ready to serve.
 
     ``reading`` (how the interaction file was read: columns, separator,
-    encoding) is stored with the model, so that ``evaluate`` reads a test file
-    the same way.
+    encoding) is stored with the model. With ``state_dir`` the trainings
+    write their state under it, in a folder named after the data and
+    settings, and an interrupted fit of the same data resumes from it.
     """
     config = config or HistoryModelConfig()
     n_items = len(data.item_ids)
@@ -193,8 +196,10 @@ def fit_on_logs(
         ["timestamp"] if "timestamp" in data.interactions else []
     )
     train, validation = data.interactions[~held][columns], data.interactions[held][columns]
+    if state_dir is not None:
+        state_dir = Path(state_dir) / _data_key(data, config)
     fit = fit_tailrec_parts(
-        train, validation, item_features, profiles, config, device, item_item=item_item
+        train, validation, item_features, profiles, config, device, item_item, state_dir
     )
     parts, weights = fit.chosen(item_item=item_item, profile_prior=profiles is not None)
     if parts.prior is not None and parts.prior.k >= len(parts.prior.neighbours):
@@ -218,6 +223,16 @@ def fit_on_logs(
         reading=reading or {},
         info=info,
     )
+
+
+def _data_key(data: OwnData, config: HistoryModelConfig) -> str:
+    """A digest of what a fit learns from, so a saved training state is only resumed for it."""
+    digest = hashlib.sha256()
+    digest.update(data.interactions[["user_index", "item_index"]].to_numpy().tobytes())
+    for texts in (data.item_texts, data.profile_texts or []):
+        digest.update("\x00".join(texts).encode("utf-8", "replace"))
+    digest.update(json.dumps(config.to_dict(), sort_keys=True).encode())
+    return digest.hexdigest()[:16]
 
 
 @dataclass

@@ -185,4 +185,15 @@ def make_split(
     }
     if name not in builders:
         raise ValueError(f"Unknown split {name!r}; choose one of {', '.join(SPLIT_NAMES)}.")
+    for label, fraction in (("test_fraction", test_fraction), ("val_fraction", val_fraction)):
+        if not 0.0 < fraction < 1.0:
+            raise ValueError(f"{label} must be between 0 and 1 (exclusive), got {fraction!r}.")
+    missing = {"user_index", "item_index"} - set(interactions.columns)
+    if name == "temporal":
+        missing |= {"timestamp"} - set(interactions.columns)
+    if missing:
+        raise ValueError(
+            f"The interactions lack the column(s) {', '.join(sorted(missing))}, which the "
+            f"{name} split needs; pass a table such as InteractionData.interactions."
+        )
     return builders[name](interactions, test_fraction, val_fraction, seed)

@@ -3,9 +3,17 @@
 Items are described by title, year and genres; users by an age band, gender,
 occupation, the region of their zip code, and the titles they rated in the
 training data (never the validation or test data, which would leak answers).
+
+Every text passes through :func:`clean_text` before the encoder tokenizes it
+or hashes it for the embedding cache, so that bad text (control characters,
+invisible format characters, lone surrogates) can neither crash the encoder
+nor give two cache entries to what is the same text to the model.
 """
 
 from __future__ import annotations
+
+import re
+import unicodedata
 
 import pandas as pd
 
@@ -34,6 +42,63 @@ ZIP_REGIONS = {
 }
 
 GENDERS = {"M": "man", "F": "woman"}
+
+# Zero-width (non-)joiners are format characters that carry meaning: they shape
+# Persian and Indic spelling and join emoji sequences, so clean_text keeps them.
+KEPT_FORMAT_CHARACTERS = frozenset("\u200c\u200d")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _replace_lone_surrogates(text: str) -> str:
+    """Join surrogate pairs into their character; a lone surrogate becomes U+FFFD."""
+    if not _SURROGATE.search(text):
+        return text  # the common case costs one regex scan
+    # UTF-16 is the one codec in which a pair is valid: encode the halves as they
+    # are, then decode, replacing whatever does not form a pair.
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
+
+
+def _clean_character(char: str) -> str:
+    if char in "\t\n":
+        return char
+    category = unicodedata.category(char)
+    if category == "Cc":
+        return " "  # \r, \x0b, \x1c... separate words; keep a boundary where they were
+    if category == "Cf" and char not in KEPT_FORMAT_CHARACTERS:
+        return ""  # invisible inside words: zero-width space, soft hyphen, BOM, bidi marks
+    return char
+
+
+def clean_text(text: str) -> str:
+    """The text the encoder reads: safe to tokenize and to encode as UTF-8.
+
+    The rules, applied in this order:
+
+    1. A lone surrogate (``"\\ud800"``, which UTF-8 cannot encode) becomes
+       U+FFFD, the replacement character; a valid surrogate pair becomes the
+       character it stands for.
+    2. A control character (Unicode category Cc: ``\\x00``, ``\\x07``, ``\\r``,
+       ``\\x7f``...) becomes a space, except tab and newline, which are kept.
+    3. An invisible format character (category Cf: zero-width space U+200B,
+       soft hyphen, byte-order mark, bidirectional marks) is removed, except
+       the zero-width non-joiner and joiner (U+200C, U+200D).
+    4. Leading and trailing whitespace is stripped, so a blank text becomes ``""``.
+
+    Cleaning is idempotent (``clean_text(clean_text(t)) == clean_text(t)``), so
+    a text and its cleaned form share one embedding and one cache entry.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+    """
+    text = _replace_lone_surrogates(text)
+    if not text.isprintable():  # fast path: printable text has no Cc or Cf characters
+        text = "".join(_clean_character(char) for char in text)
+    return text.strip()
 
 
 # MovieLens files titles as "Princess Bride, The"; the encoder reads natural English better.

@@ -15,6 +15,8 @@ import logging
 import math
 import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,6 +26,7 @@ from tqdm.auto import tqdm
 
 from tailrec.checks import require_whole_number
 from tailrec.evaluation import evaluate_ranking, model_scorer
+from tailrec.files import atomic_write
 from tailrec.model import BilinearModel
 
 logger = logging.getLogger(__name__)
@@ -160,6 +163,7 @@ def train(
     validation: pd.DataFrame,
     config: TrainConfig | None = None,
     device: torch.device | str | None = None,
+    state_path: str | Path | None = None,
 ) -> TrainHistory:
     """Fit ``model`` in place and return its history; the best epoch's weights are kept.
 
@@ -174,6 +178,16 @@ def train(
     device : torch.device or str, optional
         Where to train; defaults to the device the model is on. On CUDA the
         forward pass runs in bfloat16 autocast.
+    state_path : str or Path, optional
+        A file for the training state (weights, optimizer, random generator,
+        history), rewritten after every epoch. When it exists at the start,
+        training resumes from it, so a run that was interrupted continues
+        where it stopped and ends with the same weights as an uninterrupted
+        one. It must come from the same model shape, data and settings
+        (``epochs`` may grow): the settings and shape are checked, the data
+        is not, so name the file after the data (as
+        :func:`tailrec.course.train_or_load` does, deleting it once the
+        finished model is saved).
     """
     config = config or TrainConfig()
     if len(train_data) == 0 or len(validation) == 0:
@@ -194,7 +208,13 @@ def train(
 
     history = TrainHistory()
     stopping = EarlyStopping(model, history, config.patience)
-    bar = tqdm(range(config.epochs), disable=not config.progress, desc="epochs")
+    start = 0
+    if state_path is not None and Path(state_path).exists():
+        start = load_training_state(state_path, model, optimizer, generator, stopping, config)
+        logger.info("Resuming training from %s after epoch %d", state_path, start)
+    if history.stopped_early:
+        start = config.epochs
+    bar = tqdm(range(start, config.epochs), disable=not config.progress, desc="epochs")
     for epoch in bar:
         started = time.perf_counter()
         model.train()
@@ -238,8 +258,82 @@ def train(
         logger.info(
             "epoch %d: loss %.4f, validation NDCG %.4f", epoch + 1, history.train_loss[-1], ndcg
         )
-        if stopping.should_stop(epoch + 1, ndcg):
+        should_stop = stopping.should_stop(epoch + 1, ndcg)
+        if state_path is not None:
+            save_training_state(
+                state_path, epoch + 1, model, optimizer, generator, stopping, config
+            )
+        if should_stop:
             break
     bar.close()
     stopping.restore()
     return history
+
+
+TRAINING_STATE_FORMAT = "tailrec-training-state"
+# Settings that may differ between an interrupted run and its resumption.
+RESUMABLE_CHANGES = ("epochs", "progress")
+
+
+def _settings_key(config: Any) -> dict:
+    """The settings a state must match: the config's fields (from ``to_dict``) but those
+    that may change on resuming."""
+    return {k: v for k, v in config.to_dict().items() if k not in RESUMABLE_CHANGES}
+
+
+def save_training_state(
+    path: str | Path,
+    epochs_done: int,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    stopping: EarlyStopping,
+    config: Any,
+) -> None:
+    """Write everything needed to continue training after ``epochs_done`` epochs (atomically).
+
+    ``config`` is the run's settings object (anything with ``to_dict()``).
+    """
+    payload = {
+        "format": TRAINING_STATE_FORMAT,
+        "settings": _settings_key(config),
+        "epochs_done": epochs_done,
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "generator": generator.get_state(),
+        "history": stopping.history.to_dict(),
+        "best_ndcg": stopping.best_ndcg,
+        "best_state": stopping.best_state,
+    }
+    atomic_write(path, lambda handle: torch.save(payload, handle))
+
+
+def load_training_state(
+    path: str | Path,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    generator: torch.Generator,
+    stopping: EarlyStopping,
+    config: Any,
+) -> int:
+    """Restore a state written by :func:`save_training_state`; returns the epochs already done."""
+    fix = f"delete {path} to start training from the beginning"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ValueError(f"{path} is not a readable training state ({error}); {fix}.") from error
+    if not isinstance(payload, dict) or payload.get("format") != TRAINING_STATE_FORMAT:
+        raise ValueError(f"{path} is not a tailrec training state; {fix}.")
+    if payload["settings"] != _settings_key(config):
+        raise ValueError(f"{path} was written by a run with other training settings; {fix}.")
+    try:
+        model.load_state_dict(payload["model"])
+        optimizer.load_state_dict(payload["optimizer"])
+    except (RuntimeError, ValueError, KeyError) as error:
+        raise ValueError(f"{path} belongs to a model of another shape; {fix}.") from error
+    generator.set_state(payload["generator"])
+    saved = payload["history"]
+    for name, value in saved.items():
+        setattr(stopping.history, name, value)
+    stopping.best_ndcg, stopping.best_state = payload["best_ndcg"], payload["best_state"]
+    return int(payload["epochs_done"])

@@ -155,3 +155,43 @@ def test_encode_refuses_a_bare_string(make_encoder):
     encoder = make_encoder(cache_dir=False)
     with pytest.raises(ValueError, match="list"):
         encoder.encode("Toy Story")
+
+
+@pytest.mark.parametrize("values", [[1.0, -2.0], [1.0, float("nan")], [0, 0], []])
+def test_gini_and_lorenz_refuse_values_that_are_not_shares(values):
+    from tailrec.metrics import gini, lorenz_curve
+
+    for measure in (gini, lorenz_curve):
+        with pytest.raises(ValueError, match=r"non-negative|positive value"):
+            measure(np.array(values))
+
+
+@pytest.mark.parametrize(
+    "kwargs, named",
+    [({"test_fraction": 0.0}, "test_fraction"), ({"val_fraction": 1.5}, "val_fraction")],
+)
+def test_make_split_names_a_bad_fraction(movielens, kwargs, named):
+    from tailrec.splits import make_split
+
+    with pytest.raises(ValueError, match=named):
+        make_split("random_user", movielens.interactions, **kwargs)
+
+
+def test_a_temporal_split_needs_times(movielens):
+    from tailrec.splits import make_split
+
+    with pytest.raises(ValueError, match="timestamp"):
+        make_split("temporal", movielens.interactions.drop(columns="timestamp"))
+
+
+def test_saving_a_checkpoint_never_overwrites_a_users_json(tmp_path):
+    from tailrec.checkpoint import save_checkpoint
+
+    model = BilinearModel(3, 4, config=ModelConfig(dim=2, use_text=False))
+    (tmp_path / "model.json").write_text('{"my": "notes"}')
+    with pytest.raises(ValueError, match="not a tailrec settings file"):
+        save_checkpoint(model, tmp_path / "model.pt")
+    assert (tmp_path / "model.json").read_text() == '{"my": "notes"}'
+    assert not (tmp_path / "model.pt").exists()
+    save_checkpoint(model, tmp_path / "other.pt")
+    save_checkpoint(model, tmp_path / "other.pt")  # its own settings file may be replaced

@@ -174,7 +174,7 @@ def test_damaged_download_leaves_nothing_behind(movielens_dir, monkeypatch, tmp_
     root = tmp_path / "cache"
     with pytest.raises(ValueError, match=r"u\.data"):
         ensure_movielens(root)
-    assert list(root.iterdir()) == []
+    assert not root.exists()  # made for the download, removed with it
 
 
 def test_failed_download_is_a_clear_error(monkeypatch, tmp_path):
@@ -182,9 +182,23 @@ def test_failed_download_is_a_clear_error(monkeypatch, tmp_path):
         raise OSError("network is unreachable")
 
     monkeypatch.setattr(data_module, "download_file", offline)
-    with pytest.raises(ValueError, match="Could not download"):
+    with pytest.raises(ValueError, match=r"Could not download.*did not exist"):
         ensure_movielens(tmp_path / "cache")
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("x")
+    with pytest.raises(ValueError, match="Could not download") as error:
+        ensure_movielens(tmp_path / "mine")
+    assert "did not exist" not in str(error.value)
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["keep.txt"]
+
+
+def test_a_damaged_file_read_without_verification_is_named(movielens_dir, tmp_path):
+    copy = tmp_path / "ml-100k"
+    shutil.copytree(movielens_dir, copy)
+    (copy / "u.data").write_text("196\t242\tthree\t881250949\n")
+    with pytest.raises(ValueError, match=r"u\.data could not be read.*verify=True"):
+        load_movielens(tmp_path, verify=False)
 
 
 # ---------------------------------------------------------------- safe_extract

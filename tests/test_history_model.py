@@ -206,3 +206,29 @@ def test_tuned_vectors_do_not_depend_on_the_batch():
 def test_user_steps_must_be_a_whole_number():
     with pytest.raises(ValueError, match="user_steps"):
         history_scorer(toy_model(), toy_history(), torch.zeros(5, WIDTH), user_steps=-1)
+
+
+def test_an_interrupted_history_model_resumes_to_the_same_weights(tmp_path, monkeypatch):
+    import tailrec.history_model as history_module
+
+    history, profiles = toy_history(), torch.zeros(5, WIDTH)
+    straight = toy_model(epochs=4)
+    train_history_model(straight, history, None, profiles, epochs=4)
+    real_save = history_module.save_training_state
+
+    def save_then_stop_after_epoch_2(path, epoch, *rest):
+        real_save(path, epoch, *rest)
+        if epoch == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(history_module, "save_training_state", save_then_stop_after_epoch_2)
+    state = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_history_model(
+            toy_model(epochs=4), history, None, profiles, epochs=4, state_path=state
+        )
+    monkeypatch.setattr(history_module, "save_training_state", real_save)
+    resumed = toy_model(epochs=4)
+    train_history_model(resumed, history, None, profiles, epochs=4, state_path=state)
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name

@@ -260,3 +260,10 @@ def test_attribute_table_joins_columns_and_reports_duplicates(tmp_path):
     assert "the item id occurs earlier" in report.text()
     with pytest.raises(ValueError, match="--item-text-cols"):
         read_attribute_table(tmp_path / "items.csv", "sku", ["title"], "item")
+
+
+def test_ratings_outside_a_given_scale_are_reported_and_left_empty(tmp_path):
+    text = "user_id,item_id,rating\nu1,i1,5\nu2,i1,7\nu3,i1,0\n"
+    frame, report, _ = read_interactions(write(tmp_path / "log.csv", text), rating_range=(1, 5))
+    assert frame["rating"].tolist()[0] == 5.0 and frame["rating"].isna().sum() == 2
+    assert "2 rating(s) lie outside 1 to 5" in report.text()

@@ -292,14 +292,15 @@ def quick_config(**overrides) -> TrainConfig:
     return TrainConfig(**values)
 
 
-def train_block_model(split, model_seed=0, **overrides):
+def train_block_model(split, model_seed=0, state_path=None, **overrides):
     model = BilinearModel(
         60,
         40,
         config=ModelConfig(dim=8, use_text=False, item_bias=True),
         generator=torch.Generator().manual_seed(model_seed),
     )
-    history = train(model, split.train, split.validation, quick_config(**overrides), "cpu")
+    config = quick_config(**overrides)
+    history = train(model, split.train, split.validation, config, "cpu", state_path)
     return model, history
 
 
@@ -407,3 +408,38 @@ def test_a_checkpoint_named_like_its_settings_file_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"\.json"):
         save_checkpoint(model, tmp_path / "model.json")
     assert not (tmp_path / "model.json").exists()
+
+
+def test_an_interrupted_run_resumes_to_the_same_weights(block_split, tmp_path, monkeypatch):
+    import tailrec.training as training_module
+
+    straight, straight_history = train_block_model(block_split, epochs=5)
+    state = tmp_path / "state.pt"
+    real_evaluate = training_module.evaluate_ranking
+    calls = {"n": 0}
+
+    def interrupt_in_epoch_3(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as if the user stopped the run during epoch 3
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(training_module, "evaluate_ranking", interrupt_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        train_block_model(block_split, epochs=5, state_path=state)
+    monkeypatch.setattr(training_module, "evaluate_ranking", real_evaluate)
+    resumed, resumed_history = train_block_model(block_split, epochs=5, state_path=state)
+    for name, tensor in straight.state_dict().items():
+        assert torch.equal(tensor, resumed.state_dict()[name]), name
+    assert resumed_history.validation_ndcg == straight_history.validation_ndcg
+    assert resumed_history.best_epoch == straight_history.best_epoch
+
+
+def test_a_training_state_from_other_settings_or_a_damaged_one_is_refused(block_split, tmp_path):
+    state = tmp_path / "state.pt"
+    train_block_model(block_split, epochs=1, state_path=state)
+    with pytest.raises(ValueError, match="other training settings"):
+        train_block_model(block_split, epochs=1, lr=0.01, state_path=state)
+    state.write_bytes(b"not a state")
+    with pytest.raises(ValueError, match="delete"):
+        train_block_model(block_split, epochs=1, state_path=state)

@@ -323,3 +323,41 @@ def test_a_table_keyed_by_the_wrong_column_is_refused():
 def test_a_new_history_of_every_item_is_told_so(trained):
     with pytest.raises(ValueError, match="holds every item"):
         trained.recommend_new(history=trained.item_ids)
+
+
+def test_two_fits_with_one_seed_give_the_same_lists(shop, trained):
+    frame, _, reading = read_interactions(shop / "train.csv", COLUMNS)
+    items, _ = read_attribute_table(shop / "products.csv", "product_id", ["description"], "item")
+    users, _ = read_attribute_table(shop / "customers.csv", "customer_id", None, "user")
+    again = fit_on_logs(
+        index_logs(frame, items, users), config=HistoryModelConfig(epochs=5), reading=reading
+    )
+    for user in trained.user_ids[:10]:
+        assert again.recommend(user, k=10).items == trained.recommend(user, k=10).items
+
+
+def test_an_interrupted_fit_resumes_with_the_same_command(shop, trained, tmp_path, monkeypatch):
+    import tailrec.history_model as history_module
+
+    out = tmp_path / "model"
+    fit = ["fit", "--interactions", str(shop / "train.csv"), "--out", str(out), "--epochs", "5"]
+    fit += ["--user-col", "customer_id", "--item-col", "product_id"]
+    fit += ["--rating-col", "stars", "--time-col", "ordered_at"]
+    fit += ["--items", str(shop / "products.csv"), "--item-text-cols", "description"]
+    fit += ["--users", str(shop / "customers.csv")]
+    real_save = history_module.save_training_state
+
+    def stop_in_the_final_training(path, epoch, *rest):
+        real_save(path, epoch, *rest)
+        if path.name == "final.pt" and epoch == 3:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(history_module, "save_training_state", stop_in_the_final_training)
+    assert main(fit) == 130
+    assert [p.name for p in out.iterdir()] == [".training"]
+    monkeypatch.setattr(history_module, "save_training_state", real_save)
+    assert main(fit) == 0
+    assert not (out / ".training").exists()
+    loaded = TrainedRecommender.load(out)
+    for user in trained.user_ids[:5]:
+        assert loaded.recommend(user, k=10).items == trained.recommend(user, k=10).items

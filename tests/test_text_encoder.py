@@ -13,6 +13,7 @@ from tailrec.encoder import TextEncoder, default_cache_dir, mean_pool
 from tailrec.splits import make_split
 from tailrec.text import (
     age_band,
+    clean_text,
     item_text,
     item_texts,
     natural_title,
@@ -31,6 +32,8 @@ def test_item_text_examples():
     )
     assert item_text("unknown", math.nan, "") == "unknown."
     assert item_text("  ", float("nan"), "Drama") == "Untitled film. Genres: Drama."
+    assert item_text("", 1995.0, "") == "Untitled film (1995)."
+    assert item_text("\t\n ", math.nan, "") == "Untitled film."
     assert item_text("Heat", 1995.0, "") == "Heat (1995)."
     assert item_text("Princess Bride, The", 1987.0, "Comedy") == (
         "The Princess Bride (1987). Genres: Comedy."
@@ -168,6 +171,28 @@ def test_user_texts_use_only_the_given_history(movielens):
         assert not (own_test - set(title.loc[mine["item_index"]])) & set(listed[user])
 
 
+@pytest.mark.parametrize(
+    "raw, cleaned",
+    [
+        ("Heat", "Heat"),
+        ("  \t\n ", ""),
+        ("a\x00b\x07c\rd", "a b c d"),  # control characters: a space each
+        ("tab\tand\nnewline", "tab\tand\nnewline"),  # ... but tab and newline stay
+        ("zero\u200bwidth\ufeff soft\u00adhyphen", "zerowidth softhyphen"),  # invisible: gone
+        (
+            "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+            "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+        ),
+        ("lone \ud800 surrogate\udfff", "lone \ufffd surrogate\ufffd"),
+        ("a pair \ud83c\udfac", "a pair \U0001f3ac"),  # a valid pair becomes its character
+    ],
+)
+def test_clean_text_rules(raw, cleaned):
+    assert clean_text(raw) == cleaned
+    assert clean_text(cleaned) == cleaned  # idempotent
+    cleaned.encode("utf-8")  # always encodable, so it can be hashed and tokenized
+
+
 # ---------------------------------------------------------------- mean pooling
 
 
@@ -209,14 +234,130 @@ def test_encoder_output_shape_and_norm(encoder):
     assert encoder.encode([]).shape == (0, 384)
 
 
+# Words the default tokenizer keeps whole, so n words are n tokens.
+ONE_TOKEN_WORDS = ["the", "film", "is", "a", "good", "story", "about", "love", "and", "war"]
+
+
+def long_text(n_words: int) -> str:
+    return " ".join(ONE_TOKEN_WORDS[i % len(ONE_TOKEN_WORDS)] for i in range(n_words))
+
+
+# float32 noise: a padded batch runs the same sums through differently shaped
+# matrix products; on unit vectors the differences stay near 1e-6.
+BATCH_ATOL = 1e-5
+
+
 def test_same_text_alone_or_in_a_batch(make_encoder, tmp_path):
     encoder = make_encoder(cache_dir=False, batch_size=3)
     batch = encoder.encode([*TEXTS, "Short."])  # two batches, padded to different lengths
     for i, text in enumerate(TEXTS):
         alone = encoder.encode([text])[0]
-        np.testing.assert_allclose(alone, batch[i], atol=1e-5)
+        np.testing.assert_allclose(alone, batch[i], atol=BATCH_ATOL)
     repeated = encoder.encode([TEXTS[2], TEXTS[0], TEXTS[2]])
     np.testing.assert_array_equal(repeated[0], repeated[2])
+
+    # One batch mixing a text of 256 tokens with texts of 2 to 5 tokens: the short
+    # ones are padded by up to 254 positions, the most the limit allows.
+    mixed = ["", "Heat.", long_text(10_000), "Short.", TEXTS[0], "\u7535\u5f71 \U0001f3ac"]
+    batch = make_encoder(cache_dir=False, batch_size=len(mixed)).encode(mixed)
+    for i, text in enumerate(mixed):
+        np.testing.assert_allclose(encoder.encode([text])[0], batch[i], atol=BATCH_ATOL)
+
+
+def assert_unit_and_finite(vectors: np.ndarray) -> None:
+    assert np.isfinite(vectors).all()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+
+
+def test_blank_texts_encode_to_one_fixed_unit_vector(encoder):
+    vectors = encoder.encode(["", " ", "\t\n", "\u200b", "Heat."])
+    assert_unit_and_finite(vectors)
+    for blank in vectors[1:4]:
+        np.testing.assert_array_equal(blank, vectors[0])  # all blank texts are ""
+    assert vectors[0] @ vectors[4] < 0.99  # ... and "" is not just any text
+
+
+def test_long_text_is_truncated_to_max_length(encoder):
+    assert encoder.tokenizer.tokenize(long_text(20)) == long_text(20).split()
+    keep = encoder.max_length - 2  # [CLS] and [SEP] count towards the limit
+    vectors = encoder.encode([long_text(10_000), long_text(keep), long_text(keep - 1)])
+    assert_unit_and_finite(vectors)
+    np.testing.assert_array_equal(vectors[0], vectors[1])  # the vector of its truncation
+    assert not np.array_equal(vectors[1], vectors[2])  # ... and not of a shorter text
+
+
+def test_non_latin_scripts(encoder):
+    texts = [
+        "\u0424\u0438\u043b\u044c\u043c \u043e \u043b\u044e\u0431\u0432\u0438.",  # Russian
+        "\u041a\u043e\u043c\u0435\u0434\u0438\u044f \u043f\u0440\u043e "
+        "\u0432\u043e\u0439\u043d\u0443.",
+        "\u0641\u064a\u0644\u0645 \u0639\u0646 \u0627\u0644\u062d\u0628.",  # Arabic
+        "\u0641\u064a\u0644\u0645 \u0643\u0648\u0645\u064a\u062f\u064a.",
+        "\u4e00\u90e8\u5173\u4e8e\u7231\u7684\u7535\u5f71\u3002",  # Chinese
+        "\u6218\u4e89\u7247\u3002",
+        "Great film \U0001f3ac\U0001f37f",  # emoji
+        "Boring film \U0001f634",
+    ]
+    vectors = encoder.encode(texts)
+    assert_unit_and_finite(vectors)
+    similarity = vectors @ vectors.T
+    assert similarity[np.triu_indices(len(texts), 1)].max() < 0.999
+
+
+def test_bad_characters_encode_and_cache(make_encoder, tmp_path):
+    bad = [
+        "Heat\x00 (1995)\x07.",
+        "Toy\r\nStory\t(1995).",
+        "Zero\u200bwidth\ufeff title.",
+        "Lone \ud800 surrogate.",
+        "\udfff",
+    ]
+    first = make_encoder(cache_dir=tmp_path)
+    vectors = first.encode(bad)  # neither the tokenizer nor the cache key crashes
+    assert_unit_and_finite(vectors)
+    np.testing.assert_array_equal(first.encode([clean_text(t) for t in bad]), vectors)
+
+    reread = TextEncoder(device="cpu", cache_dir=tmp_path)
+    assert len(reread.cache) == len(bad)
+    np.testing.assert_array_equal(reread.encode(bad), vectors)
+    assert reread._model is None  # all served from the cache
+
+
+class _NetworkUsed(BaseException):
+    """Not an Exception, so no retry loop or except clause can swallow it."""
+
+
+def test_unknown_encoder_fails_fast_without_network(monkeypatch):
+    import socket
+
+    import huggingface_hub.constants
+
+    attempts = []
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        # huggingface_hub looks up an "agent harness" registry once per process
+        # whenever it builds request headers, even with local_files_only, unless
+        # HF_HUB_OFFLINE is set; it swallows an OSError. Anything more is a retry loop.
+        attempts.append(args[:2])
+        if len(attempts) > 1:
+            raise _NetworkUsed(f"the encoder tried the network again: {attempts}")
+        raise OSError("network refused by the test")
+
+    # Offline mode off, as for a user who never set it; any network use raises instead.
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)
+    for name in ("getaddrinfo", "create_connection"):
+        monkeypatch.setattr(socket, name, refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+
+    for name in ("no-such-org/no-such-model", "/no/such/folder"):
+        encoder = TextEncoder(name, device="cpu", cache_dir=False)
+        with pytest.raises(ValueError, match="neither a folder on this machine") as raised:
+            encoder.encode(["Heat."])
+        message = str(raised.value)
+        assert repr(name) in message and "never downloads" in message
+        assert "local folder" in message and "sentence-transformers/all-MiniLM-L6-v2" in message
 
 
 def test_cache_hit_needs_no_model(make_encoder, tmp_path):
