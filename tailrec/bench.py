@@ -57,6 +57,7 @@ from tailrec.history_model import HistoryModelConfig
 from tailrec.protocols import few_shot_split, published_split
 from tailrec.recommender import TailrecFit, fit_tailrec_parts
 from tailrec.segments import segment_users
+from tailrec.speed_bench import SCALE_SIZES, measure_speed
 from tailrec.splits import Split, random_user_split
 from tailrec.text import age_band, item_texts, profile_texts
 
@@ -446,6 +447,63 @@ def write_feedback(results: pd.DataFrame, facts: dict, out: Path, run: dict) -> 
     (out / "feedback.md").write_text("\n".join(lines))
 
 
+def speed(
+    data_dir: str | None,
+    out: Path,
+    sizes: tuple[int, ...] = SCALE_SIZES,
+    seed: int = 42,
+    scoring: tuple[int, int] = (5000, 10_000),
+    echo: Callable[..., None] = print,
+) -> dict:
+    """Measure speed and scale (:func:`tailrec.speed_bench.measure_speed`); write it."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} is a file; give a folder (new or existing).")
+    data = load_movielens(data_dir)
+    results = measure_speed(item_texts(data.items), sizes, *scoring, seed=seed, echo=echo)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "speed.json").write_text(json.dumps(results, indent=1) + "\n")
+    (out / "speed.md").write_text(speed_markdown(results))
+    echo(f"Results written to {out}", flush=True)
+    return results
+
+
+def speed_markdown(results: dict) -> str:
+    """The speed results as readable tables."""
+    enc, sco = results["encoding"], results["scoring"]
+    lines = ["# Speed benchmark", "", f"Device: {results['device']}, torch threads: "]
+    lines[-1] += f"{results['torch_threads']}."
+    lines += ["", "## Encoding MovieLens-100k item texts", ""]
+    lines += [f"- tailrec: {enc['tailrec_texts_per_s']:.1f} texts/s ({enc['texts']} texts)"]
+    if "reference_texts_per_s" in enc:
+        lines += [
+            f"- {enc['reference']}: {enc['reference_texts_per_s']:.1f} texts/s",
+            f"- ratio tailrec / reference: {enc['speed_ratio']:.2f}; "
+            f"smallest cosine between the two: {enc['min_cosine']:.6f}",
+        ]
+    else:
+        lines += [f"- reference: {enc['reference']}"]
+    lines += ["", f"## Scoring and top-10 for {sco['users']} users x {sco['items']} items", ""]
+    lines += [
+        f"- tailrec (chunked): {sco['tailrec_pairs_per_s']:.3g} user-item pairs/s",
+        f"- numpy, whole matrix ({sco['reference_matrix_mb']:.0f} MB) + argpartition: "
+        f"{sco['reference_pairs_per_s']:.3g} pairs/s",
+        f"- ratio tailrec / reference: {sco['speed_ratio']:.2f}; same top-10 for "
+        f"{sco['same_top_k_share']:.1%} of users",
+        "",
+        "## One training epoch of the history model on power-law interactions",
+        "",
+        "| interactions | users | items | epoch s | interactions/s | peak MB |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in results["scale"]:
+        lines.append(
+            f"| {row['interactions']} | {row['users']} | {row['items']} | "
+            f"{row['epoch_seconds']:.1f} | {row['interactions_per_s']:.0f} | "
+            f"{row['peak_memory_mb']:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
 def load_results(folder: str | Path) -> pd.DataFrame:
     """The ``results.json`` that :func:`quality` wrote in ``folder``, as a frame."""
     path = Path(folder) / "results.json"
@@ -538,9 +596,30 @@ def main(argv: list[str] | None = None) -> int:
         "--users", type=positive_int, help="keep this many random users (a quick check)"
     )
     loop.add_argument("--rounds", type=positive_int, default=5, help="rounds (default 5)")
+    fast = commands.add_parser("speed", help="encoding, scoring and training speed and scale")
+    fast.add_argument("--data-dir", help="folder holding ml-100k/ (for the encoding texts)")
+    fast.add_argument("--out", type=Path, required=True, help="folder for the results")
+    fast.add_argument("--seed", type=int, default=42)
+    fast.add_argument(
+        "--sizes",
+        type=positive_int,
+        nargs="+",
+        default=list(SCALE_SIZES),
+        help="interaction counts for the scale curve (default: 100000 1000000)",
+    )
+    fast.add_argument(
+        "--scoring",
+        type=positive_int,
+        nargs=2,
+        default=[5000, 10_000],
+        metavar=("USERS", "ITEMS"),
+        help="size of the scoring comparison (default: 5000 10000)",
+    )
     args = parser.parse_args(argv)
     try:
-        if args.command == "feedback":
+        if args.command == "speed":
+            speed(args.data_dir, args.out, tuple(args.sizes), args.seed, tuple(args.scoring))
+        elif args.command == "feedback":
             feedback(
                 args.data_dir,
                 args.out,
