@@ -35,7 +35,7 @@ import pandas as pd
 import torch
 
 from tailrec import __version__
-from tailrec.baselines import ease_item_weights
+from tailrec.baselines import ease_item_weights, popularity_scorer
 from tailrec.encoder import DEFAULT_ENCODER, TextEncoder
 from tailrec.evaluation import Scorer, evaluate_ranking, tie_break_keys
 from tailrec.files import atomic_write
@@ -454,7 +454,7 @@ class TrainedRecommender:
             ``ndcg``, ``recall``, ``precision``, ``map`` and ``hit_rate``, and
             ``popularity_ndcg`` and ``popularity_recall`` for the same users.
         """
-        require_k(k, 10**9)
+        require_k(k)
         known, new, notes = self._test_rows(test)
         if k > len(self.item_ids):
             notes.append(
@@ -462,7 +462,7 @@ class TrainedRecommender:
             )
             k = len(self.item_ids)
         n_items = len(self.item_ids)
-        popular = self._popularity_scorer()
+        popular = popularity_scorer(self.interactions, n_items)
         runs = []
         if len(known):
             segments = self.segments()
@@ -543,10 +543,6 @@ class TrainedRecommender:
     def _scorer(self) -> Scorer:
         profiles = torch.as_tensor(self._profile_rows())
         return self.parts.scorer(self.interactions, profiles, self.weights)
-
-    def _popularity_scorer(self) -> Scorer:
-        counts = self._counts().astype(np.float64)
-        return lambda users: np.tile(counts, (len(users), 1))
 
     def save(self, folder: str | Path) -> Path:
         """Write the model to ``folder``/model.pt, with a readable report and settings beside it."""
@@ -674,11 +670,12 @@ def _read_payload(path: Path) -> dict:
     return payload
 
 
-def require_k(k: int, available: int) -> None:
-    """``k`` must be a whole number from 1 to the number of items that can be recommended."""
+def require_k(k: int, available: int | None = None) -> None:
+    """``k`` must be a whole number from 1 to the number of items that can be recommended
+    (``available``; None checks only that it is a whole number of at least 1)."""
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise ValueError(f"k must be a whole number of at least 1, got {k!r}.")
-    if k > available:
+    if available is not None and k > available:
         raise ValueError(
             f"k = {k} is more than the {available} item(s) that can be recommended here; "
             f"ask for at most {available}."
