@@ -15,7 +15,7 @@ RUN_ARGS ?=
 # e.g. make lab LAB_ARGS="--no-browser --ip=127.0.0.1" (add --allow-root when running as root)
 LAB_ARGS ?=
 
-.PHONY: setup course course-small test lint unit nbval lab clean
+.PHONY: setup course course-small test lint unit nbval lab clean gpu-check
 
 setup: $(VENV)/.installed
 
@@ -53,3 +53,9 @@ lab: setup
 
 clean:
 	rm -rf $(VENV) runs notebooks/outputs .pytest_cache .ruff_cache
+
+# The speed benchmark's GPU check: one command, a few minutes on one GPU.
+# Needs a CUDA build of torch in .venv: make clean, then make gpu-check TORCH_SPEC="torch==2.13.0 --index-url ..."
+gpu-check: setup
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no GPU visible to torch: install a CUDA build (TORCH_SPEC)')"
+	$(BIN)/python -m tailrec.bench speed --out bench/gpu --parts encoding scoring training scale

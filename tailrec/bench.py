@@ -57,7 +57,7 @@ from tailrec.history_model import HistoryModelConfig
 from tailrec.protocols import few_shot_split, published_split
 from tailrec.recommender import TailrecFit, fit_tailrec_parts
 from tailrec.segments import segment_users
-from tailrec.speed_bench import SCALE_SIZES, measure_speed
+from tailrec.speed_bench import DEFAULT_PARTS, PARTS, SCALE_SIZES, measure_speed
 from tailrec.splits import Split, random_user_split
 from tailrec.text import age_band, item_texts, profile_texts
 
@@ -453,13 +453,22 @@ def speed(
     sizes: tuple[int, ...] = SCALE_SIZES,
     seed: int = 42,
     scoring: tuple[int, int] = (5000, 10_000),
+    parts: tuple[str, ...] = DEFAULT_PARTS,
+    n_users: int | None = None,
+    max_epochs: int | None = None,
     echo: Callable[..., None] = print,
 ) -> dict:
-    """Measure speed and scale (:func:`tailrec.speed_bench.measure_speed`); write it."""
+    """Measure speed and scale (:func:`tailrec.speed_bench.measure_speed`); write it.
+
+    ``n_users`` keeps a seeded sample of users for the training comparison
+    and ``max_epochs`` caps tailrec's epochs there (quick checks only).
+    """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder (new or existing).")
     data = load_movielens(data_dir)
-    results = measure_speed(item_texts(data.items), sizes, *scoring, seed=seed, echo=echo)
+    results = measure_speed(
+        data, parts, sizes, *scoring, seed, n_users, max_epochs, out=out, echo=echo
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / "speed.json").write_text(json.dumps(results, indent=1) + "\n")
     (out / "speed.md").write_text(speed_markdown(results))
@@ -469,39 +478,76 @@ def speed(
 
 def speed_markdown(results: dict) -> str:
     """The speed results as readable tables."""
-    enc, sco = results["encoding"], results["scoring"]
-    lines = ["# Speed benchmark", "", f"Device: {results['device']}, torch threads: "]
+    device = results["device"] + (f" ({results['gpu']})" if "gpu" in results else "")
+    lines = ["# Speed benchmark", "", f"Device: {device}, torch threads: "]
     lines[-1] += f"{results['torch_threads']}."
-    lines += ["", "## Encoding MovieLens-100k item texts", ""]
+    if "encoding" in results:
+        lines += _encoding_lines(results["encoding"])
+    if "scoring" in results:
+        lines += _scoring_lines(results["scoring"])
+    if "training" in results:
+        lines += _training_lines(results["training"], results["run"])
+    if "scale" in results:
+        lines += _scale_lines(results["scale"])
+    if "course" in results:
+        lines += ["", "## The whole course (`tailrec run`, empty encoder cache)", ""]
+        lines += [f"- {row['mode']}: {row['seconds'] / 60:.1f} min" for row in results["course"]]
+    return "\n".join(lines) + "\n"
+
+
+def _encoding_lines(enc: dict) -> list[str]:
+    lines = ["", "## Encoding MovieLens-100k item texts", ""]
     lines += [f"- tailrec: {enc['tailrec_texts_per_s']:.1f} texts/s ({enc['texts']} texts)"]
-    if "reference_texts_per_s" in enc:
-        lines += [
-            f"- {enc['reference']}: {enc['reference_texts_per_s']:.1f} texts/s",
-            f"- ratio tailrec / reference: {enc['speed_ratio']:.2f}; "
-            f"smallest cosine between the two: {enc['min_cosine']:.6f}",
-        ]
-    else:
-        lines += [f"- reference: {enc['reference']}"]
-    lines += ["", f"## Scoring and top-10 for {sco['users']} users x {sco['items']} items", ""]
-    lines += [
+    if "reference_texts_per_s" not in enc:
+        lines.append(f"- reference: {enc['reference']}")
+        return lines
+    lines.append(f"- {enc['reference']}: {enc['reference_texts_per_s']:.1f} texts/s")
+    lines.append(
+        f"- ratio tailrec / reference: {enc['speed_ratio']:.2f}; "
+        f"smallest cosine between the two: {enc['min_cosine']:.6f}"
+    )
+    return lines
+
+
+def _scoring_lines(sco: dict) -> list[str]:
+    return [
+        "",
+        f"## Scoring and top-10 for {sco['users']} users x {sco['items']} items",
+        "",
         f"- tailrec (chunked): {sco['tailrec_pairs_per_s']:.3g} user-item pairs/s",
         f"- numpy, whole matrix ({sco['reference_matrix_mb']:.0f} MB) + argpartition: "
         f"{sco['reference_pairs_per_s']:.3g} pairs/s",
         f"- ratio tailrec / reference: {sco['speed_ratio']:.2f}; same top-10 for "
         f"{sco['same_top_k_share']:.1%} of users",
-        "",
-        "## One training epoch of the history model on power-law interactions",
-        "",
-        "| interactions | users | items | epoch s | interactions/s | peak MB |",
-        "|---|---|---|---|---|---|",
     ]
-    for row in results["scale"]:
+
+
+def _training_lines(rows: list[dict], run: dict) -> list[str]:
+    lines = ["", f"## Fitting on the published split ({run['users']} users)", ""]
+    lines += ["| model | fit s | NDCG@10 | epochs | epochs/s | interactions/s |"]
+    lines += ["|---|---|---|---|---|---|"]
+    for row in rows:
+        trained = row["epochs"] is not None
+        epochs = f"{row['epochs']} | {row['epochs_per_s']:.2f}" if trained else "- | -"
+        rate = f"{row['interactions_per_s']:.0f}" if trained else "-"
         lines.append(
-            f"| {row['interactions']} | {row['users']} | {row['items']} | "
+            f"| {row['model']} | {row['fit_seconds']:.1f} | {row['ndcg@10']:.4f} | "
+            f"{epochs} | {rate} |"
+        )
+    return lines
+
+
+def _scale_lines(rows: list[dict]) -> list[str]:
+    lines = ["", "## One training epoch of the history model on power-law interactions", ""]
+    lines += ["| interactions | users | items | loss | epoch s | interactions/s | peak MB |"]
+    lines += ["|---|---|---|---|---|---|---|"]
+    for row in rows:
+        lines.append(
+            f"| {row['interactions']} | {row['users']} | {row['items']} | {row['loss']} | "
             f"{row['epoch_seconds']:.1f} | {row['interactions_per_s']:.0f} | "
             f"{row['peak_memory_mb']:.0f} |"
         )
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def load_results(folder: str | Path) -> pd.DataFrame:
@@ -605,7 +651,20 @@ def main(argv: list[str] | None = None) -> int:
         type=positive_int,
         nargs="+",
         default=list(SCALE_SIZES),
-        help="interaction counts for the scale curve (default: 100000 1000000)",
+        help="interaction counts for the scale curve (default: 100000 1000000 10000000)",
+    )
+    fast.add_argument(
+        "--parts",
+        nargs="+",
+        choices=PARTS,
+        default=list(DEFAULT_PARTS),
+        help="what to measure (default: all but course, which runs the course twice)",
+    )
+    fast.add_argument(
+        "--users", type=positive_int, help="keep this many random users (training; quick checks)"
+    )
+    fast.add_argument(
+        "--max-epochs", type=positive_int, help="cap tailrec's epochs (training; quick checks)"
     )
     fast.add_argument(
         "--scoring",
@@ -618,7 +677,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "speed":
-            speed(args.data_dir, args.out, tuple(args.sizes), args.seed, tuple(args.scoring))
+            speed(
+                args.data_dir,
+                args.out,
+                tuple(args.sizes),
+                args.seed,
+                tuple(args.scoring),
+                tuple(args.parts),
+                args.users,
+                args.max_epochs,
+            )
         elif args.command == "feedback":
             feedback(
                 args.data_dir,

@@ -18,6 +18,8 @@ of each user's history is hidden (``input_dropout``), and the model must
 give high probability to every item of the full history. A share of users
 has the whole history hidden (``profile_only_rate``), so the item bias (and
 the profile path, when on) learns the prior that serves a user nobody knows.
+For catalogues too large for that, ``negatives`` > 0 estimates the softmax
+from each user's items and a uniform sample (:mod:`tailrec.sampled_softmax`).
 
 A self-supervised term (``ssl_weight``) aligns each item's ID view ``e_i``
 with its text view ``P_item(text)`` by contrastive InfoNCE: an item's two
@@ -38,10 +40,13 @@ import pandas as pd
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
 
 from tailrec.checks import require_whole_number
+from tailrec.distributed import process_group, shard, summed
 from tailrec.evaluation import Scorer, evaluate_ranking
-from tailrec.model import checked_features
+from tailrec.model import checked_feature_mean, checked_features
+from tailrec.sampled_softmax import UserItemRows, sampled_batch_loss
 from tailrec.training import (
     EarlyStopping,
     TrainHistory,
@@ -96,6 +101,14 @@ class HistoryModelConfig:
     eval_k : int
     seed : int
         Seeds the initial weights, the dropout masks and the batch order.
+    negatives : int
+        0 (the default): the loss is a softmax over the whole catalogue.
+        N > 0: a sampled softmax over each user's items and N items drawn
+        uniformly per batch (:mod:`tailrec.sampled_softmax`), whose cost grows
+        linearly with the data instead of with users x items; for catalogues
+        where ``batch_size x n_items`` logits per step are too many. On
+        MovieLens-100k it ranks a little worse than the full softmax (see the
+        README's Speed section).
     """
 
     dim: int = 128
@@ -113,12 +126,14 @@ class HistoryModelConfig:
     patience: int = 20
     eval_k: int = 10
     seed: int = 42
+    negatives: int = 0
 
     def __post_init__(self) -> None:
         for name in ("dim", "profile_rank", "epochs", "batch_size", "eval_every", "patience"):
             require_whole_number(f"HistoryModelConfig.{name}", getattr(self, name), minimum=1)
         require_whole_number("HistoryModelConfig.eval_k", self.eval_k, minimum=1)
         require_whole_number("HistoryModelConfig.seed", self.seed, minimum=0)
+        require_whole_number("HistoryModelConfig.negatives", self.negatives, minimum=0)
         for name in ("input_dropout", "profile_only_rate"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -157,17 +172,18 @@ class HistoryBilinearModel(nn.Module):
         super().__init__()
         self.config = config or HistoryModelConfig()
         item_features = checked_features("item_features", item_features)
-        profile_features = checked_features("profile_features", profile_features)
-        if item_features.shape[1] != profile_features.shape[1]:
+        # Only the profiles' mean is kept: no copy of a table with a row per user.
+        profile_mean = checked_feature_mean("profile_features", profile_features)
+        if item_features.shape[1] != len(profile_mean):
             raise ValueError(
                 f"item_features and profile_features must come from one encoder (same width); "
-                f"got {item_features.shape[1]} and {profile_features.shape[1]}."
+                f"got {item_features.shape[1]} and {len(profile_mean)}."
             )
         generator = torch.Generator().manual_seed(self.config.seed)
         self.n_items, width = item_features.shape
         d = self.config.dim
         self.register_buffer("item_features", item_features)
-        self.register_buffer("profile_mean", profile_features.mean(0))
+        self.register_buffer("profile_mean", profile_mean)
         self.item_embeddings = nn.Parameter(_normal((self.n_items, d), 0.05, generator))
         self.history_embeddings = nn.Parameter(_normal((self.n_items, d), 0.05, generator))
         self.item_text_projection = nn.Parameter(_normal((width, d), width**-0.5, generator))
@@ -179,11 +195,15 @@ class HistoryBilinearModel(nn.Module):
         self.W = nn.Parameter(torch.eye(d))
         self.item_bias = nn.Parameter(torch.zeros(self.n_items))
 
-    def item_vectors(self) -> torch.Tensor:
-        """Target-side vectors of every item, (n_items, dim)."""
-        vectors = self.item_embeddings
+    def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """Target-side vectors of ``items`` (indices), or of every item: (n, dim)."""
+        if items is None:
+            vectors, features = self.item_embeddings, self.item_features
+        else:
+            vectors = self.item_embeddings.index_select(0, items)
+            features = self.item_features.index_select(0, items)
         if self.config.use_item_text:
-            vectors = vectors + self.item_features @ self.item_text_projection
+            vectors = vectors + features @ self.item_text_projection
         return vectors
 
     def item_vectors_from_text(self, item_features: torch.Tensor) -> torch.Tensor:
@@ -216,20 +236,27 @@ class HistoryBilinearModel(nn.Module):
             )
         return features.to(self.item_text_projection.device) @ self.item_text_projection
 
-    def history_item_vectors(self) -> torch.Tensor:
-        """History-side vectors of every item, (n_items, dim)."""
-        vectors = self.history_embeddings
+    def history_item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """History-side vectors of ``items`` (indices), or of every item: (n, dim)."""
+        if items is None:
+            vectors, features = self.history_embeddings, self.item_features
+        else:
+            vectors = self.history_embeddings.index_select(0, items)
+            features = self.item_features.index_select(0, items)
         if self.config.use_item_text:
-            vectors = vectors + self.item_features @ self.history_text_projection
+            vectors = vectors + features @ self.history_text_projection
         return vectors
+
+    def profile_term(self, profiles: torch.Tensor) -> torch.Tensor:
+        """The profile's share of the user vectors, (B, dim), from profile features (B, F)."""
+        return (profiles - self.profile_mean) @ self.profile_down @ self.profile_up
 
     def user_vectors(self, history: torch.Tensor, profiles: torch.Tensor) -> torch.Tensor:
         """User vectors (B, dim) from histories (B, n_items) of 0/1 and profiles (B, F)."""
         counts = history.sum(1, keepdim=True).clamp(min=1.0)
         users = (history @ self.history_item_vectors()) / counts.sqrt()
         if self.config.use_profile:
-            centred = profiles - self.profile_mean
-            users = users + centred @ self.profile_down @ self.profile_up
+            users = users + self.profile_term(profiles)
         return users
 
     def forward(self, history: torch.Tensor, profiles: torch.Tensor) -> torch.Tensor:
@@ -370,6 +397,9 @@ def train_history_model(
     Without ``validation`` it trains for exactly ``epochs`` (for a refit on
     train + validation with the epoch count chosen before). ``state_path``
     makes an interrupted run resumable, as in :func:`tailrec.training.train`.
+    With ``config.negatives`` > 0 the loss is a sampled softmax
+    (:mod:`tailrec.sampled_softmax`). Under torchrun each process trains on
+    its shard of ``train`` (:mod:`tailrec.distributed`).
     """
     config = model.config
     epochs = config.epochs if epochs is None else epochs
@@ -378,15 +408,29 @@ def train_history_model(
     if len(train) == 0:
         raise ValueError("Training needs at least one interaction; the training set is empty.")
     check_indices(train, len(profiles), model.n_items)
+    rank, world = process_group()
+    if world > 1 and validation is not None:
+        raise ValueError(
+            "Distributed training runs a fixed number of epochs: early stopping would need "
+            "every user's history in one process. Pass validation=None and epochs=N (choose "
+            "N with a single-process run)."
+        )
+    train = shard(train, rank, world)
     device = torch.device(device)
     model.to(device)
     generator = torch.Generator().manual_seed(config.seed)
-    matrix = history_matrix(train, len(profiles), model.n_items)
-    active = torch.as_tensor(np.unique(train["user_index"].to_numpy()), dtype=torch.long)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    autocast = torch.autocast(
-        device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"
-    )
+    batches = _BatchLoss(model, train, profiles, generator, device)
+    active = torch.nonzero(batches.global_degrees > 0).squeeze(1)
+    step = batches
+    if world > 1:
+        on_gpu = device.type == "cuda"
+        step = DistributedDataParallel(
+            batches, device_ids=[device] if on_gpu else None, find_unused_parameters=True
+        )
+    # The sampled loss is for large catalogues, where the update of every item's
+    # vectors at each step dominates: the fused update does it in one pass.
+    fused = bool(config.negatives) or None
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, fused=fused)
     history = TrainHistory()
     stopping = EarlyStopping(model, history, config.patience)
     done = 0
@@ -399,22 +443,9 @@ def train_history_model(
         started = time.perf_counter()
         model.train()
         order = active[torch.randperm(len(active), generator=generator)]
-        total = 0.0
+        total = torch.zeros((), dtype=torch.float64)
         for start in range(0, len(order), config.batch_size):
-            users = order[start : start + config.batch_size]
-            full = _rows(matrix, users)
-            # Hide part of each history, and all of it for some users (the profile must speak).
-            keep = torch.rand(full.shape, generator=generator) >= config.input_dropout
-            keep &= torch.rand(len(users), 1, generator=generator) >= config.profile_only_rate
-            seen = (full * keep).to(device)
-            full = full.to(device)
-            with autocast:
-                logits = model(seen, profiles[users].to(device))
-            log_p = torch.log_softmax(logits.float(), dim=-1)
-            loss = (-(log_p * full).sum(1) / full.sum(1).clamp(min=1.0)).mean()
-            if config.ssl_weight > 0 and config.use_item_text:
-                items = torch.randperm(model.n_items, generator=generator)[:512].to(device)
-                loss = loss + config.ssl_weight * model.alignment_loss(items)
+            loss, reported = step(order[start : start + config.batch_size])
             if not torch.isfinite(loss):
                 raise FloatingPointError(
                     f"The training loss became {loss.item()} at epoch {epoch}; "
@@ -423,8 +454,8 @@ def train_history_model(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            total += loss.item() * len(users)
-        history.train_loss.append(total / len(active))
+            total += reported
+        history.train_loss.append(float(summed(total)) / len(active))
         history.seconds.append(time.perf_counter() - started)
         stop = False
         if validation is None or (epoch % config.eval_every and epoch < epochs):
@@ -437,10 +468,10 @@ def train_history_model(
                 ].mean()
             )
             logger.info(
-                "epoch %d: loss %.4f, validation NDCG %.4f", epoch, total / len(active), ndcg
+                "epoch %d: loss %.4f, validation NDCG %.4f", epoch, history.train_loss[-1], ndcg
             )
             stop = stopping.should_stop(epoch, ndcg)
-        if state_path is not None:
+        if state_path is not None and rank == 0:
             save_training_state(state_path, epoch, model, optimizer, generator, stopping, config)
         if stop:
             break
@@ -449,6 +480,88 @@ def train_history_model(
     else:
         stopping.restore()
     return history
+
+
+class _BatchLoss(nn.Module):
+    """One step's loss for a batch of users: the module that DistributedDataParallel wraps.
+
+    Every process is given the same batch and draws the same random numbers;
+    it scores only the users of its shard. Their summed loss is divided by
+    the batch size and multiplied by the number of processes, so that the
+    gradient DDP averages over processes is that of the whole batch.
+    """
+
+    def __init__(
+        self,
+        model: HistoryBilinearModel,
+        train: pd.DataFrame,
+        profiles: torch.Tensor,
+        generator: torch.Generator,
+        device: torch.device,
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.profiles, self.generator, self.device = profiles, generator, device
+        self.world = process_group()[1]
+        if model.config.negatives:
+            self.rows = UserItemRows(train, len(profiles))
+            degrees = self.rows.degrees()
+        else:
+            self.matrix = history_matrix(train, len(profiles), model.n_items)
+            degrees = torch.bincount(
+                torch.as_tensor(self.matrix.indices()[0]), minlength=len(profiles)
+            )
+        self.global_degrees = summed(degrees)
+        self.autocast = torch.autocast(
+            device_type="cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"
+        )
+
+    def forward(self, users: torch.Tensor) -> tuple[torch.Tensor, float]:
+        """The loss to minimise, and this process's summed per-user loss (for the record)."""
+        model, config = self.model, self.model.config
+        with self.autocast:
+            if config.negatives:
+                user_loss, n_own = sampled_batch_loss(
+                    model,
+                    self.rows,
+                    self.global_degrees,
+                    users,
+                    self.profiles,
+                    self.generator,
+                    self.device,
+                )
+            else:
+                per_user = self._full_softmax_loss(users)
+                user_loss, n_own = per_user.sum(), len(per_user)
+        if self.world == 1 and not config.negatives:
+            loss = per_user.mean()
+        else:  # the sum over the whole batch, once DDP averages it over the processes
+            loss = user_loss * (self.world / len(users))
+        if n_own == 0:  # a batch with none of this shard's users: keep every parameter in play
+            loss = loss + 0.0 * sum(p.sum() for p in model.parameters())
+        if config.ssl_weight > 0 and config.use_item_text:
+            n_items = model.n_items
+            items = torch.randperm(n_items, generator=self.generator)[:512].to(self.device)
+            alignment = model.alignment_loss(items)
+            loss = loss + config.ssl_weight * alignment
+            user_loss = user_loss + config.ssl_weight * alignment * n_own
+        return loss, float(user_loss.detach())
+
+    def _full_softmax_loss(self, users: torch.Tensor) -> torch.Tensor:
+        """Softmax cross-entropy over the whole catalogue of each of this shard's users."""
+        config = self.model.config
+        full = _rows(self.matrix, users)
+        # Hide part of each history, and all of it for some users (the profile must speak).
+        keep = torch.rand(full.shape, generator=self.generator) >= config.input_dropout
+        keep &= torch.rand(len(users), 1, generator=self.generator) >= config.profile_only_rate
+        if self.world > 1:  # other shards' users have empty rows here
+            own = full.sum(1) > 0
+            full, keep, users = full[own], keep[own], users[own]
+        seen = (full * keep).to(self.device)
+        full = full.to(self.device)
+        logits = self.model(seen, self.profiles[users].to(self.device))
+        log_p = torch.log_softmax(logits.float(), dim=-1)
+        return -(log_p * full).sum(1) / full.sum(1).clamp(min=1.0)
 
 
 def check_indices(interactions: pd.DataFrame, n_users: int, n_items: int) -> None:

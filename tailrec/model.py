@@ -192,3 +192,21 @@ def checked_features(name: str, features: torch.Tensor, rows: int | None = None)
             "re-encode the texts with an empty embedding cache."
         )
     return features
+
+
+def checked_feature_mean(name: str, features: torch.Tensor) -> torch.Tensor:
+    """The float32 mean row of ``features``, checked as :func:`checked_features` does, no copy.
+
+    For large feature tables (a profile per user, millions of rows) read only
+    for their mean: the check runs in blocks, so memory does not double.
+    """
+    features = torch.as_tensor(features)
+    if features.ndim != 2 or features.shape[0] < 1:
+        raise ValueError(f"{name} must have shape (N, F) with N >= 1; got {tuple(features.shape)}.")
+    for start in range(0, features.shape[0], 65_536):
+        if not torch.isfinite(features[start : start + 65_536].float()).all():
+            raise ValueError(
+                f"{name} holds NaN or infinite values (after conversion to float32); "
+                "re-encode the texts with an empty embedding cache."
+            )
+    return features.float().mean(0)  # .float() of float32 features is the same tensor

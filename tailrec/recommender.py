@@ -158,22 +158,34 @@ class Parts:
         profiles: torch.Tensor,
         weights: Weights,
         user_steps: int = 0,
+        memo: ScoreMemo | None = None,
     ) -> Scorer:
         """The combined scorer of users described by ``history``, with ``weights``.
 
         ``user_steps`` > 0 tunes each user's vector in the history model by
         that many gradient steps on their own history before scoring
-        (:func:`tailrec.history_model.tune_user_vectors`).
+        (:func:`tailrec.history_model.tune_user_vectors`). ``memo`` keeps
+        each part's scores for reuse by other weights on the same ``history``.
         """
+        memo = memo or ScoreMemo(budget_bytes=0)
         model = self.model.cpu().eval()
-        model_part = history_scorer(
-            model, history, profiles, log_probabilities=True, user_steps=user_steps
+        model_part = memo.wrap(
+            ("model", id(history), user_steps),
+            lambda: history_scorer(
+                model, history, profiles, log_probabilities=True, user_steps=user_steps
+            ),
         )
         parts = [(1.0, model_part)]
         if self.item_item is not None:
-            parts.append((weights.item_item, item_item_scorer(self.item_item, history)))
+            item_item = memo.wrap(
+                ("item_item", id(history)), lambda: item_item_scorer(self.item_item, history)
+            )
+            parts.append((weights.item_item, item_item))
         if self.prior is not None:
-            prior = self.prior.scorer(history=history, history_weight=weights.prior_history)
+            prior = memo.wrap(
+                ("prior", id(history), weights.prior_history),
+                lambda: self.prior.scorer(history=history, history_weight=weights.prior_history),
+            )
             parts.append((weights.prior, prior))
         warm = blend_scorers(*parts)
         if weights.trust_count is None:
@@ -181,8 +193,47 @@ class Parts:
         if self.prior is not None:
             cold = prior
         else:  # the model's own answer for an empty history: its item bias
-            cold = history_scorer(model, history.iloc[:0], profiles, log_probabilities=True)
+            cold = memo.wrap(
+                ("item_bias", id(history)),
+                lambda: history_scorer(model, history.iloc[:0], profiles, log_probabilities=True),
+            )
         return trust_by_history(warm, cold, history, weights.trust_count)
+
+
+class ScoreMemo:
+    """Scores already computed, per part and batch of users, kept within a byte budget.
+
+    Choosing the weights scores the same users with the same parts many
+    times, with only the weights changed; the parts' scores are computed once
+    and reused (the sums that weigh them are not). Within ``budget_bytes``
+    (default 512 MiB) results are kept; past it they are computed again, so a
+    large catalogue costs time, not memory. Keys hold ``id()`` of the
+    history frame: a memo must not outlive the frames it was used with.
+    """
+
+    def __init__(self, budget_bytes: int = 512 * 2**20) -> None:
+        self.scores: dict[tuple, np.ndarray] = {}
+        self.scorers: dict[tuple, Scorer] = {}
+        self.left = budget_bytes
+
+    def wrap(self, key: tuple, build: Callable[[], Scorer]) -> Scorer:
+        """The scorer ``build()`` makes, built once per ``key``, remembering its scores."""
+        if key not in self.scorers:
+            self.scorers[key] = build()
+        scorer = self.scorers[key]
+
+        def score(users: np.ndarray) -> np.ndarray:
+            entry = (key, np.asarray(users, dtype=np.int64).tobytes())
+            if entry in self.scores:
+                return self.scores[entry]
+            scores = np.asarray(scorer(users))
+            if scores.nbytes <= self.left:
+                scores.flags.writeable = False  # shared: a caller must not change it in place
+                self.scores[entry] = scores
+                self.left -= scores.nbytes
+            return scores
+
+        return score
 
 
 @dataclass(frozen=True)
@@ -289,13 +340,14 @@ class TailrecFit:
             probe, final = replace(probe, prior=None), replace(final, prior=None)
         history, profiles = self.check.train, self.profiles
         shown = pd.concat([history, self.check.shown])
+        memo = ScoreMemo()  # every weight below is scored on the same users with the same parts
 
         def ndcg(weights: Weights, on_new_users: bool) -> float:
             if on_new_users:  # held-out users, shown their first few items
-                scorer = probe.scorer(shown, profiles, weights)
+                scorer = probe.scorer(shown, profiles, weights, memo=memo)
                 relevant, seen = self.check.hidden, shown
             else:
-                scorer = probe.scorer(history, profiles, weights)
+                scorer = probe.scorer(history, profiles, weights, memo=memo)
                 relevant, seen = self.validation, history
             if len(relevant) == 0:  # too few users to hold any out: nothing to choose by
                 return 0.0
@@ -385,9 +437,10 @@ def fit_tailrec_parts(
         Path(state_dir).mkdir(parents=True, exist_ok=True)
         probe_state, final_state = Path(state_dir) / "probe.pt", Path(state_dir) / "final.pt"
     model = HistoryBilinearModel(items, profiles, config)
-    epochs = train_history_model(
+    probe_history = train_history_model(
         model, check.train, probe_validation, profiles, device, state_path=probe_state
-    ).best_epoch
+    )
+    epochs = probe_history.best_epoch
     ease_l2 = (
         fit_ease(check.train, probe_validation, n_items, k=config.eval_k)[1] if item_item else None
     )
@@ -400,7 +453,9 @@ def fit_tailrec_parts(
     final = _fit_parts(
         full, items, profiles, config, epochs, ease_l2, use_prior, device, final_state
     )
-    info = {"epochs": epochs, "ease_l2": ease_l2}
+    # Epochs trained in all: the probe's, early stopping included, then the refit's.
+    info = {"epochs": epochs, "ease_l2": ease_l2, "epochs_trained": len(probe_history.seconds)}
+    info["epochs_trained"] += epochs
     return TailrecFit(
         probe, final, check, probe_validation, full, profiles, n_items, config.eval_k, info
     )

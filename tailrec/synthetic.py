@@ -72,5 +72,6 @@ def _zipf_weights(n: int, exponent: float, rng: np.random.Generator) -> np.ndarr
 
 def random_text_features(n: int, width: int = 384, seed: int = 42) -> np.ndarray:
     """Unit-length random vectors (float32, (n, width)) in place of encoder features."""
-    vectors = np.random.default_rng(seed).standard_normal((n, width)).astype(np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    vectors = np.random.default_rng(seed).standard_normal((n, width), dtype=np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)  # in place: 10^6 rows are 1.5 GB
+    return vectors

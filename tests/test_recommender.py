@@ -141,3 +141,29 @@ def test_item_item_scores_come_from_the_given_history():
     scores = item_item_scorer(B, newcomer)(np.array([7, 0]))
     np.testing.assert_allclose(scores[0], B[2])
     assert not scores[1].any()  # user 0 is not in this history
+
+
+def test_score_memo_reuses_scores_within_its_budget():
+    from tailrec.recommender import ScoreMemo
+
+    calls = []
+
+    def build():
+        def score(users):
+            calls.append(tuple(users))
+            return np.outer(users, np.ones(3))
+
+        return score
+
+    users = np.array([1, 2])
+    memo = ScoreMemo(budget_bytes=48)  # room for one (2, 3) float64 block
+    scorer = memo.wrap(("part",), build)
+    first = scorer(users)
+    again = memo.wrap(("part",), build)(users)  # same key: same scorer, same scores
+    assert again is first and calls == [(1, 2)]
+    assert not first.flags.writeable  # shared, so nobody may change it in place
+    scorer(np.array([3, 4]))  # over the budget: computed, not kept
+    scorer(np.array([3, 4]))
+    assert calls == [(1, 2), (3, 4), (3, 4)]
+    np.testing.assert_array_equal(memo.wrap(("other",), build)(users), first)
+    assert len(calls) == 4  # another key is another part

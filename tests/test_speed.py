@@ -47,11 +47,25 @@ def test_random_text_features_are_unit_length():
 def test_speed_benchmark_runs_on_tiny_sizes_and_writes_its_files(movielens_dir, tmp_path):
     out = tmp_path / "speed"
     args = ["speed", "--data-dir", str(movielens_dir.parent), "--out", str(out), "--sizes", "2000"]
-    args += ["--scoring", "200", "500"]
+    args += ["--scoring", "200", "500", "--users", "60", "--max-epochs", "2"]
     assert main(args) == 0
     results = json.loads((out / "speed.json").read_text())
     assert results["encoding"]["texts"] == 1682
     assert results["scoring"]["same_top_k_share"] > 0.99  # ties aside, the same lists
-    (scale,) = results["scale"]
-    assert scale["interactions"] == 2000 and scale["peak_memory_mb"] > 0
-    assert "## One training epoch" in (out / "speed.md").read_text()
+    sampled, full = results["scale"]  # 2000 interactions: both losses
+    assert (sampled["interactions"], full["interactions"]) == (2000, 2000)
+    assert sampled["loss"].startswith("sampled") and full["loss"] == "full softmax"
+    assert sampled["peak_memory_mb"] > 0
+    models = {row["model"]: row for row in results["training"]}
+    assert {"tailrec", "tailrec_sampled_256", "ease", "popularity"} <= set(models)
+    assert models["tailrec"]["epochs"] >= 2 and 0 <= models["ease"]["ndcg@10"] <= 1
+    assert results["run"] == {"seed": 42, "users": 60, "max_epochs": 2}
+    markdown = (out / "speed.md").read_text()
+    assert "## One training epoch" in markdown and "## Fitting on the published split" in markdown
+
+
+def test_speed_benchmark_refuses_an_unknown_part(movielens_dir, tmp_path, capsys):
+    args = ["speed", "--data-dir", str(movielens_dir.parent), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        main([*args, "--parts", "everything"])
+    assert "invalid choice" in capsys.readouterr().err
