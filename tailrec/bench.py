@@ -465,6 +465,7 @@ def speed(
     """
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} is a file; give a folder (new or existing).")
+    out.mkdir(parents=True, exist_ok=True)  # now: a bad folder must not cost the measurements
     data = load_movielens(data_dir)
     results = measure_speed(
         data, parts, sizes, *scoring, seed, n_users, max_epochs, out=out, echo=echo
@@ -675,6 +676,8 @@ def main(argv: list[str] | None = None) -> int:
         help="size of the scoring comparison (default: 5000 10000)",
     )
     args = parser.parse_args(argv)
+    if args.command == "speed" and args.scoring[1] < 10:
+        parser.error("--scoring USERS ITEMS needs at least 10 items (the top 10 is taken).")
     try:
         if args.command == "speed":
             speed(

@@ -20,10 +20,21 @@ def require_whole_number(name: str, value: Any, minimum: int) -> None:
 
 def positive_int(text: str) -> int:
     """An argparse type: a whole number of at least 1, for counts given on a command line."""
+    return _whole_number_at_least(text, 1)
+
+
+def non_negative_int(text: str) -> int:
+    """An argparse type: a whole number of at least 0 (a seed, or a count that may be none)."""
+    return _whole_number_at_least(text, 0)
+
+
+def _whole_number_at_least(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+        value = minimum - 1
+    if value < minimum:
+        raise argparse.ArgumentTypeError(
+            f"expected a whole number of at least {minimum}, got {text!r}"
+        )
     return value

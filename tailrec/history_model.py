@@ -104,9 +104,9 @@ class HistoryModelConfig:
     negatives : int
         0 (the default): the loss is a softmax over the whole catalogue.
         N > 0: a sampled softmax over each user's items and N items drawn
-        uniformly per batch (:mod:`tailrec.sampled_softmax`), whose cost grows
-        linearly with the data instead of with users x items; for catalogues
-        where ``batch_size x n_items`` logits per step are too many. On
+        uniformly per batch (:mod:`tailrec.sampled_softmax`), whose loss costs
+        interactions + users x N per epoch instead of users x items; for
+        catalogues where ``batch_size x n_items`` logits per step are too many. On
         MovieLens-100k it ranks a little worse than the full softmax (see the
         README's Speed section).
     """
@@ -129,11 +129,15 @@ class HistoryModelConfig:
     negatives: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("dim", "profile_rank", "epochs", "batch_size", "eval_every", "patience"):
+        counts = ("dim", "profile_rank", "epochs", "batch_size", "eval_every", "patience")
+        for name in counts:
             require_whole_number(f"HistoryModelConfig.{name}", getattr(self, name), minimum=1)
         require_whole_number("HistoryModelConfig.eval_k", self.eval_k, minimum=1)
         require_whole_number("HistoryModelConfig.seed", self.seed, minimum=0)
         require_whole_number("HistoryModelConfig.negatives", self.negatives, minimum=0)
+        # A numpy integer (from a grid in an array) would not survive JSON or a saved state.
+        for name in (*counts, "eval_k", "seed", "negatives"):
+            setattr(self, name, int(getattr(self, name)))
         for name in ("input_dropout", "profile_only_rate"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:

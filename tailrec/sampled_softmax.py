@@ -19,8 +19,10 @@ touches only the items it needs:
 The per-user loss is the same as the full one, ``log Z - mean of the
 positives' logits``, with ``log Z`` estimated; the estimate tightens as
 ``negatives`` grows (the log of an unbiased sum is slightly low on average).
-The cost per epoch is ``interactions + users x negatives``: linear in the
-data.
+The loss costs ``interactions + users x negatives`` per epoch, linear in the
+data; the optimiser still updates every item's row at each step (dense
+gradients, which DistributedDataParallel can reduce), a cost of ``steps x
+items`` that dominates only for very large catalogues.
 
 Each user's items are kept in compressed rows (:class:`UserItemRows`), so a
 batch is gathered without building a dense matrix.
@@ -39,7 +41,8 @@ class UserItemRows:
     """Each user's distinct items, as compressed rows (``indptr``, ``items``) of int64 tensors."""
 
     def __init__(self, interactions: pd.DataFrame, n_users: int) -> None:
-        pairs = interactions[["user_index", "item_index"]].drop_duplicates().to_numpy()
+        pairs = interactions[["user_index", "item_index"]].drop_duplicates()
+        pairs = pairs.to_numpy(dtype=np.int64)  # as history_matrix reads them
         order = np.lexsort((pairs[:, 1], pairs[:, 0]))
         counts = np.bincount(pairs[:, 0], minlength=n_users)
         self.indptr = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))

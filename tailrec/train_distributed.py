@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from tailrec.checks import positive_int
+from tailrec.checks import non_negative_int, positive_int
 from tailrec.distributed import process_group, start, stop
 from tailrec.history_model import (
     HistoryBilinearModel,
@@ -83,14 +83,16 @@ def main(argv: list[str] | None = None) -> int:
     source.add_argument("--synthetic", type=positive_int, metavar="N", help="N interactions")
     parser.add_argument("--out", type=Path, required=True, help="folder for the results")
     parser.add_argument("--epochs", type=positive_int, default=40)
-    parser.add_argument("--negatives", type=int, default=0, help="0: full softmax")
+    parser.add_argument("--negatives", type=non_negative_int, default=0, help="0: full softmax")
     parser.add_argument("--batch-size", type=positive_int, default=128, help="users per step")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=non_negative_int, default=42)
     args = parser.parse_args(argv)
-    if args.out.exists() and not args.out.is_dir():
-        parser.error(f"--out {args.out} is a file; give a folder (new or existing).")
-    device = start()
+    try:  # before any work: a folder that cannot be made would lose the results
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        parser.error(f"--out {args.out} cannot be used as a folder ({error.strerror}).")
     try:
+        device = start()
         code = _train(args, device)
     except ValueError as error:
         print(f"error: {error}", file=sys.stderr)

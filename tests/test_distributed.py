@@ -62,3 +62,16 @@ def test_shards_split_the_users_without_overlap():
 
 def test_outside_torchrun_there_is_one_process():
     assert process_group() == (0, 1)
+
+
+def test_bad_requests_are_refused_before_any_training(tmp_path, capsys):
+    from tailrec.train_distributed import main
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("")
+    with pytest.raises(SystemExit):
+        main(["--synthetic", "500", "--out", str(blocker / "runs")])
+    assert "cannot be used as a folder" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--synthetic", "500", "--negatives", "-1", "--out", str(tmp_path / "runs")])
+    assert "at least 0" in capsys.readouterr().err

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -89,3 +92,17 @@ def test_drawn_own_items_are_masked_however_often_drawn():
         for r, item in zip(row.tolist(), items.tolist(), strict=True):
             expected[r] |= drawn == item
         assert torch.equal(_drawn_own_items(row, items, drawn, 7), expected)
+
+
+def test_numpy_integers_in_the_config_become_python_ints():
+    config = HistoryModelConfig(negatives=np.int64(3), seed=np.int64(1), batch_size=np.uint8(4))
+    assert all(type(getattr(config, name)) is int for name in ("negatives", "seed", "batch_size"))
+    json.dumps(config.to_dict())  # a saved model's settings are JSON
+
+
+def test_float_index_columns_train_with_either_loss():
+    interactions = power_law_interactions(600, n_users=60, n_items=30, seed=6)
+    floats = interactions.astype({"user_index": float, "item_index": float})
+    for negatives in (0, 8):
+        model, profiles = _model(60, 30, negatives=negatives, epochs=1)
+        assert np.isfinite(train_history_model(model, floats, None, profiles).train_loss[0])

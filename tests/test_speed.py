@@ -69,3 +69,10 @@ def test_speed_benchmark_refuses_an_unknown_part(movielens_dir, tmp_path, capsys
     with pytest.raises(SystemExit):
         main([*args, "--parts", "everything"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_speed_benchmark_refuses_too_few_items_to_score(movielens_dir, tmp_path, capsys):
+    args = ["speed", "--data-dir", str(movielens_dir.parent), "--out", str(tmp_path)]
+    with pytest.raises(SystemExit):
+        main([*args, "--scoring", "5", "5"])
+    assert "at least 10 items" in capsys.readouterr().err
