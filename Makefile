@@ -57,5 +57,5 @@ clean:
 # The speed benchmark's GPU check: one command, a few minutes on one GPU.
 # Needs a CUDA build of torch in .venv: make clean, then make gpu-check TORCH_SPEC="torch==2.13.0 --index-url ..."
 gpu-check: setup
-	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no GPU visible to torch: install a CUDA build (TORCH_SPEC)')"
+	$(BIN)/python -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 'no GPU visible to torch: run make clean, then make gpu-check TORCH_SPEC=\"torch==2.13.0 --index-url <CUDA wheel index>\"')"
 	$(BIN)/python -m tailrec.bench speed --out bench/gpu --parts encoding scoring training scale

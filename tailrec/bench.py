@@ -525,6 +525,11 @@ def _scoring_lines(sco: dict) -> list[str]:
 
 def _training_lines(rows: list[dict], run: dict) -> list[str]:
     lines = ["", f"## Fitting on the published split ({run['users']} users)", ""]
+    if run["max_epochs"] is not None:
+        lines += [
+            f"tailrec's epochs capped at {run['max_epochs']} per training (a quick check).",
+            "",
+        ]
     lines += ["| model | fit s | NDCG@10 | epochs | epochs/s | interactions/s |"]
     lines += ["|---|---|---|---|---|---|"]
     for row in rows:
@@ -534,6 +539,11 @@ def _training_lines(rows: list[dict], run: dict) -> list[str]:
         lines.append(
             f"| {row['model']} | {row['fit_seconds']:.1f} | {row['ndcg@10']:.4f} | "
             f"{epochs} | {rate} |"
+        )
+    lines += ["", "tailrec's epochs count both of its trainings (the probe and the refit)."]
+    if not any(row["model"].startswith("lightfm") for row in rows):
+        lines.append(
+            "LightFM is not installed, so it is not compared (pip install 'tailrec[baselines]')."
         )
     return lines
 
@@ -665,7 +675,9 @@ def main(argv: list[str] | None = None) -> int:
         "--users", type=positive_int, help="keep this many random users (training; quick checks)"
     )
     fast.add_argument(
-        "--max-epochs", type=positive_int, help="cap tailrec's epochs (training; quick checks)"
+        "--max-epochs",
+        type=positive_int,
+        help="cap each of tailrec's two trainings (probe, refit) at N epochs (quick checks)",
     )
     fast.add_argument(
         "--scoring",

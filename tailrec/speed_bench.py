@@ -301,6 +301,7 @@ def measure_speed(
         raise ValueError(f"Unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}.")
     device = best_device()
     results: dict = {"device": str(device), "torch_threads": torch.get_num_threads()}
+    results["run"] = {"seed": seed, "parts": list(parts)}
     if device.type == "cuda":
         results["gpu"] = torch.cuda.get_device_name(device)
     texts = item_texts(data.items)
@@ -318,11 +319,9 @@ def measure_speed(
             encoder.encode(profile_texts(sample.users)),
         )
         results["training"] = training_speed(sample, *features, seed=seed, max_epochs=max_epochs)
+        results["run"] |= {"users": sample.n_users, "max_epochs": max_epochs}
         for row in results["training"]:
             echo(f"training: {row}", flush=True)
-    results["run"] = {"seed": seed, "users": data.n_users, "max_epochs": max_epochs}
-    if n_users is not None:
-        results["run"]["users"] = min(n_users, data.n_users)
     if "scale" in parts:
         results["scale"] = []
         for size in sizes:

@@ -59,7 +59,7 @@ def test_speed_benchmark_runs_on_tiny_sizes_and_writes_its_files(movielens_dir, 
     models = {row["model"]: row for row in results["training"]}
     assert {"tailrec", "tailrec_sampled_256", "ease", "popularity"} <= set(models)
     assert models["tailrec"]["epochs"] >= 2 and 0 <= models["ease"]["ndcg@10"] <= 1
-    assert results["run"] == {"seed": 42, "users": 60, "max_epochs": 2}
+    assert results["run"]["users"] == 60 and results["run"]["max_epochs"] == 2
     markdown = (out / "speed.md").read_text()
     assert "## One training epoch" in markdown and "## Fitting on the published split" in markdown
 
