@@ -201,14 +201,23 @@ class HistoryBilinearModel(nn.Module):
 
     def item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
         """Target-side vectors of ``items`` (indices), or of every item: (n, dim)."""
-        if items is None:
-            vectors, features = self.item_embeddings, self.item_features
-        else:
-            vectors = self.item_embeddings.index_select(0, items)
-            features = self.item_features.index_select(0, items)
+        return self._side_vectors(self.item_embeddings, self.item_text_projection, items)
+
+    def history_item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
+        """History-side vectors of ``items`` (indices), or of every item: (n, dim)."""
+        return self._side_vectors(self.history_embeddings, self.history_text_projection, items)
+
+    def _side_vectors(
+        self, embeddings: torch.Tensor, projection: torch.Tensor, items: torch.Tensor | None
+    ) -> torch.Tensor:
+        """ID embedding plus projected text, for ``items`` or every item."""
+        features = self.item_features
+        if items is not None:  # only the rows asked for: a large catalogue is never projected whole
+            embeddings = embeddings.index_select(0, items)
+            features = features.index_select(0, items)
         if self.config.use_item_text:
-            vectors = vectors + features @ self.item_text_projection
-        return vectors
+            return embeddings + features @ projection
+        return embeddings
 
     def item_vectors_from_text(self, item_features: torch.Tensor) -> torch.Tensor:
         """Target-side vectors of items known only by their text, ``P_item(text)``.
@@ -239,17 +248,6 @@ class HistoryBilinearModel(nn.Module):
                 f"{self.item_features.shape[1]}); got width {features.shape[1]}."
             )
         return features.to(self.item_text_projection.device) @ self.item_text_projection
-
-    def history_item_vectors(self, items: torch.Tensor | None = None) -> torch.Tensor:
-        """History-side vectors of ``items`` (indices), or of every item: (n, dim)."""
-        if items is None:
-            vectors, features = self.history_embeddings, self.item_features
-        else:
-            vectors = self.history_embeddings.index_select(0, items)
-            features = self.item_features.index_select(0, items)
-        if self.config.use_item_text:
-            vectors = vectors + features @ self.history_text_projection
-        return vectors
 
     def profile_term(self, profiles: torch.Tensor) -> torch.Tensor:
         """The profile's share of the user vectors, (B, dim), from profile features (B, F)."""
