@@ -33,7 +33,6 @@ import json
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -122,9 +121,7 @@ def model_builders(
 
     def tailrec(variant: str = "full", **changes) -> Builder:
         """One tailrec variant; variants with the same settings share one fit per split."""
-        config = HistoryModelConfig(seed=seed, **changes)
-        if max_epochs is not None:
-            config = replace(config, epochs=min(config.epochs, max_epochs))
+        config = HistoryModelConfig(seed=seed, **changes).capped(max_epochs)
         key = repr(sorted(changes.items()))
 
         def build(split: Split) -> Scorer:

@@ -360,9 +360,7 @@ def compare_new_items(
             f"k = {k} is larger than the candidate set ({len(split.new_items)} new films); "
             "lower k or raise new_fraction."
         )
-    config = config or HistoryModelConfig(seed=seed)
-    if max_epochs is not None:
-        config = replace(config, epochs=min(config.epochs, max_epochs))
+    config = (config or HistoryModelConfig(seed=seed)).capped(max_epochs)
     run = {
         "new_items": len(split.new_items),
         "warm_items": len(split.warm_items),

@@ -131,9 +131,7 @@ def compare_feedback(
     """
     require_whole_number("rounds", rounds, minimum=1)
     require_whole_number("k", k, minimum=1)
-    config = HistoryModelConfig(seed=seed)
-    if max_epochs is not None:
-        config = HistoryModelConfig(seed=seed, epochs=max_epochs)
+    config = HistoryModelConfig(seed=seed).capped(max_epochs)
     rows, facts = [], {}
     for setting in feedback_settings(data, n_shots, seed):
         split = setting.split

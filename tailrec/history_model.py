@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -151,6 +151,12 @@ class HistoryModelConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    def capped(self, max_epochs: int | None) -> HistoryModelConfig:
+        """These settings with at most ``max_epochs`` epochs (unchanged for None): quick runs."""
+        if max_epochs is None:
+            return self
+        return replace(self, epochs=min(self.epochs, max_epochs))
 
 
 class HistoryBilinearModel(nn.Module):

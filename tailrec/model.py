@@ -186,11 +186,7 @@ def checked_features(name: str, features: torch.Tensor, rows: int | None = None)
     if n < 1 or (rows is not None and n != rows):
         wanted = "(N, F) with N >= 1" if rows is None else f"({rows}, F)"
         raise ValueError(f"{name} must have shape {wanted}; got {tuple(features.shape)}.")
-    if not torch.isfinite(features).all():
-        raise ValueError(
-            f"{name} holds NaN or infinite values (after conversion to float32); "
-            "re-encode the texts with an empty embedding cache."
-        )
+    _refuse_non_finite(name, features)
     return features
 
 
@@ -203,10 +199,15 @@ def checked_feature_mean(name: str, features: torch.Tensor) -> torch.Tensor:
     features = torch.as_tensor(features)
     if features.ndim != 2 or features.shape[0] < 1:
         raise ValueError(f"{name} must have shape (N, F) with N >= 1; got {tuple(features.shape)}.")
+    _refuse_non_finite(name, features)
+    return features.float().mean(0)  # .float() of float32 features is the same tensor
+
+
+def _refuse_non_finite(name: str, features: torch.Tensor) -> None:
+    """Refuse NaN or infinite features, checked in blocks so that no full-size mask is made."""
     for start in range(0, features.shape[0], 65_536):
         if not torch.isfinite(features[start : start + 65_536].float()).all():
             raise ValueError(
                 f"{name} holds NaN or infinite values (after conversion to float32); "
                 "re-encode the texts with an empty embedding cache."
             )
-    return features.float().mean(0)  # .float() of float32 features is the same tensor

@@ -32,7 +32,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -197,9 +196,7 @@ def training_speed(
 
     def tailrec(changes: dict) -> Callable[[], tuple[Scorer, int]]:
         def fit() -> tuple[Scorer, int]:
-            config = HistoryModelConfig(seed=seed, **changes)
-            if max_epochs is not None:
-                config = replace(config, epochs=min(config.epochs, max_epochs))
+            config = HistoryModelConfig(seed=seed, **changes).capped(max_epochs)
             parts = fit_tailrec_parts(
                 split.train,
                 split.validation,
